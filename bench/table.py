@@ -1,0 +1,48 @@
+"""The one table every benchmark prints: a measure, its same-run baseline, the ratio, the goal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    metric: str
+    value: float
+    unit: str
+    baseline: str
+    baseline_value: float
+    goal: str
+    ok: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline_value if self.baseline_value else float("inf")
+
+
+def best_of(repeats: int, fn: Callable[[], object]) -> float:
+    """Seconds taken by the fastest of ``repeats`` runs (the least disturbed by a noisy machine)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n## {title}\n")
+    print("| measure | value | baseline (same run) | ratio | goal | met |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        cells = (
+            r.metric,
+            f"{r.value:,.2f} {r.unit}",
+            f"{r.baseline}: {r.baseline_value:,.2f} {r.unit}",
+            f"{r.ratio:.2f}x",
+            r.goal,
+            "yes" if r.ok else "NO",
+        )
+        print("| " + " | ".join(cells) + " |")

@@ -1,0 +1,60 @@
+"""The ``ai-employee`` command: argument parsing and dispatch; the work lives in core/."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cli import commands, demo
+from core.errors import AIEmployeeError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-employee",
+        description="A careful business assistant: tasks in a vault, actions only with approval.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a vault (default: VAULT_PATH)")
+    init.add_argument("path", nargs="?", type=Path, help="folder for the new vault")
+    init.set_defaults(handler=commands.cmd_init)
+
+    status = sub.add_parser("status", help="counts, waiting approvals, claims and health")
+    status.add_argument("--json", action="store_true", help="stable JSON for scripts")
+    status.set_defaults(handler=commands.cmd_status)
+
+    approve = sub.add_parser("approve", help="approve a request in Pending_Approval/")
+    approve.add_argument("file", help="the request, relative to the vault or absolute")
+    approve.set_defaults(handler=commands.cmd_approve)
+
+    reject = sub.add_parser("reject", help="reject a request in Pending_Approval/")
+    reject.add_argument("file", help="the request, relative to the vault or absolute")
+    reject.add_argument("--reason", default="", help="why, kept in the file")
+    reject.set_defaults(handler=commands.cmd_reject)
+
+    demo_cmd = sub.add_parser("demo", help="run the main job once on a throwaway vault")
+    demo_cmd.add_argument("--vault", type=Path, help="use this folder instead of a temp one")
+    demo_cmd.set_defaults(handler=demo.cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AIEmployeeError as exc:
+        print(f"ai-employee: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ai-employee: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Durable file primitives: atomic writes, moves that never overwrite, folder fsync, locks.
+
+These follow Maildir's rule: write to a temporary name in the same folder,
+fsync, rename into place, fsync the folder. Moves use ``renameat2`` with
+``RENAME_NOREPLACE`` where the kernel has it (atomic: the file is in exactly one
+place at every instant) and ``link`` + ``unlink`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.faults import fault_point
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (creations, renames) durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(folder: Path, name: str, data: bytes, mode: int, durable: bool) -> Path:
+    tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        fault_point("write:after_create")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        fault_point("write:after_write")
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a part.
+
+    ``durable=False`` skips the fsyncs: still atomic, but a power cut may bring
+    back the old content. Use it only where the old content is a safe state.
+    """
+    tmp = _write_temp(path.parent, path.name, data, mode, durable)
+    fault_point("write:before_rename")
+    os.rename(tmp, path)
+    fault_point("write:after_rename")
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_create(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Create ``path`` with ``data`` atomically and durably; FileExistsError if it exists."""
+    tmp = _write_temp(path.parent, path.name, data, mode, durable=True)
+    fault_point("write:before_rename")
+    try:
+        _move(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fault_point("write:after_rename")
+    fsync_dir(path.parent)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """Try the atomic kernel call; False if this kernel or filesystem lacks it."""
+    if _renameat2 is None:
+        return False
+    rc = _renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def _move(src: Path, dst: Path) -> None:
+    if not _rename_noreplace(src, dst):
+        os.link(src, dst, follow_symlinks=False)
+        fault_point("move:after_link")
+        os.unlink(src)
+
+
+def move_no_replace(src: Path, dst: Path, *, durable: bool = True) -> None:
+    """Move ``src`` to ``dst``; never overwrite.
+
+    Raises FileExistsError if ``dst`` exists and FileNotFoundError if ``src``
+    is gone (someone else moved it first). With ``durable`` both folders are
+    fsynced afterwards.
+    """
+    fault_point("move:before")
+    _move(src, dst)
+    fault_point("move:after_rename")
+    if durable:
+        fsync_dir(dst.parent)
+        if src.parent != dst.parent:
+            fsync_dir(src.parent)
+
+
+@contextmanager
+def locked(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on ``lock_path`` across processes."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

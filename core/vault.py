@@ -1,0 +1,313 @@
+"""The vault: its layout, task files in it, and claim-by-move.
+
+Ownership of a task is decided by one atomic move that never overwrites: the
+worker whose move of ``Needs_Action/<name>`` succeeds owns it; everyone else
+is told who got it first. Nothing here ever deletes a file.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from core import tasks
+from core.audit import AuditLog
+from core.errors import (
+    AlreadyClaimedError,
+    TargetExistsError,
+    TaskFileError,
+    TaskNotFoundError,
+    VaultError,
+)
+from core.fsutil import atomic_create, atomic_write, move_no_replace
+from core.paths import confine, split_relative
+from core.tasks import TaskDoc, TaskMeta, utc_now
+
+ZONES = ("local", "cloud")
+APPROVAL_KINDS = ("email", "payments", "social_media")
+FOLDERS = (
+    "Inbox",
+    "Needs_Action",
+    "In_Progress/cloud",
+    "In_Progress/local",
+    "Plans",
+    *(f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS),
+    *(f"Approved/{kind}" for kind in APPROVAL_KINDS),
+    "Rejected",
+    "Done",
+    "Failed",
+    "Updates",
+    "Signals",
+    "Briefings",
+    "Logs",
+)
+NEEDS_ACTION = "Needs_Action"
+DONE = "Done"
+
+
+class TaskEntry(BaseModel):
+    """One file in a folder, known from its directory entry alone (no parsing)."""
+
+    name: str
+    folder: str
+    modified: datetime
+    size: int
+
+    @property
+    def rel(self) -> str:
+        return f"{self.folder}/{self.name}"
+
+
+class StaleRelease(BaseModel):
+    released: list[str]
+    skipped: dict[str, str]
+
+
+def _task_name(name: str) -> str:
+    parts = split_relative(name)
+    if len(parts) != 1 or not name.endswith(".md"):
+        raise VaultError(
+            f"{name!r} is not a task file name", "give a name such as EMAIL_123.md, not a path"
+        )
+    return name
+
+
+def _check_zone(zone: str) -> str:
+    if zone not in ZONES:
+        raise VaultError(f"zone {zone!r} is unknown", "use 'local' or 'cloud'")
+    return zone
+
+
+class Vault:
+    """A vault on disk. Every path from outside goes through :func:`core.paths.confine`."""
+
+    def __init__(self, root: Path | str, *, audit: AuditLog | None = None, actor: str = "system"):
+        self.root = Path(os.path.realpath(root))
+        self.audit = audit
+        self.actor = actor
+
+    def record(
+        self, category: str, action: str, target: str, *, status: str = "ok", **details: Any
+    ) -> None:
+        """Write an audit entry for a change to the vault (no-op without an audit log)."""
+        if self.audit is not None:
+            self.audit.append(
+                actor=self.actor,
+                category=category,
+                action=action,
+                target=target,
+                status=status,
+                dry_run=False,
+                details=details,
+            )
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".state"
+
+    # -- layout ---------------------------------------------------------------------------
+    def ensure_layout(self) -> None:
+        for folder in FOLDERS:
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+
+    def folder(self, name: str) -> Path:
+        if name not in FOLDERS:
+            known = ", ".join(FOLDERS)
+            raise VaultError(f"{name!r} is not a vault folder", f"use one of: {known}")
+        return self.root / name
+
+    def resolve(self, rel: str, *, must_exist: bool = True) -> Path:
+        return confine(self.root, rel, must_exist=must_exist)
+
+    # -- reading and listing --------------------------------------------------------------
+    def read(self, rel: str) -> TaskDoc:
+        path = self.resolve(rel)
+        return tasks.read_task_file(path)
+
+    def _entries(self, folder: str) -> Iterator[os.DirEntry[str]]:
+        with os.scandir(self.folder(folder)) as it:
+            for entry in it:
+                if entry.name.endswith(".md") and not entry.name.startswith("."):
+                    yield entry
+
+    def count(self, folder: str) -> int:
+        return sum(1 for entry in self._entries(folder) if entry.is_file(follow_symlinks=False))
+
+    def list_tasks(
+        self, folder: str, *, prefix: str = "", limit: int | None = 50, newest_first: bool = True
+    ) -> list[TaskEntry]:
+        """The newest (or oldest) task files of a folder by modification time, without parsing."""
+        stamped: list[tuple[int, str, int]] = []
+        for entry in self._entries(folder):
+            if prefix and not entry.name.startswith(prefix):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                stamped.append((st.st_mtime_ns, entry.name, st.st_size))
+        if limit is None:
+            chosen = sorted(stamped, reverse=newest_first)
+        elif newest_first:
+            chosen = heapq.nlargest(limit, stamped)
+        else:
+            chosen = heapq.nsmallest(limit, stamped)
+        return [
+            TaskEntry(name=name, folder=folder, modified=_from_ns(ns), size=size)
+            for ns, name, size in chosen
+        ]
+
+    # -- writing --------------------------------------------------------------------------
+    def create(self, folder: str, name: str, meta: TaskMeta, body: str = "") -> Path:
+        """Write a new task file; never replaces an existing one."""
+        path = self.folder(folder) / _task_name(name)
+        data = tasks.render(meta.to_frontmatter(), body).encode()
+        try:
+            atomic_create(path, data)
+        except FileExistsError:
+            raise TargetExistsError(
+                f"{folder}/{name} already exists", "choose another name; files are never replaced"
+            ) from None
+        self.record("vault", "create", f"{folder}/{name}", task_id=meta.id, type=meta.type)
+        return path
+
+    def _restamp(self, path: Path, durable: bool = True, **changes: Any) -> TaskDoc:
+        doc = tasks.read_task_file(path)
+        fields = {**doc.meta.to_frontmatter(), **changes}
+        fields = {key: value for key, value in fields.items() if value is not None}
+        doc = TaskDoc(meta=TaskMeta.model_validate(fields), body=doc.body)
+        atomic_write(
+            path, tasks.render(doc.meta.to_frontmatter(), doc.body).encode(), durable=durable
+        )
+        return doc
+
+    # -- claim-by-move --------------------------------------------------------------------
+    def claim(self, name: str, zone: str) -> TaskDoc:
+        """Move ``Needs_Action/<name>`` to ``In_Progress/<zone>/`` and stamp the claim."""
+        name, zone = _task_name(name), _check_zone(zone)
+        source = self.root / NEEDS_ACTION / name
+        target = self.root / "In_Progress" / zone / name
+        self._check_claimable(source)
+        try:
+            # Not fsynced: rename is atomic, and a claim lost to a power cut only
+            # returns the task to Needs_Action, which is a safe state.
+            move_no_replace(source, target, durable=False)
+        except FileNotFoundError:
+            raise self._already_claimed(name) from None
+        except FileExistsError:
+            raise TargetExistsError(
+                f"In_Progress/{zone}/{name} already exists",
+                "complete or release that task first, then claim again",
+            ) from None
+        stamp = tasks.iso_utc()
+        doc = self._restamp(
+            target, durable=False, claimed_by=zone, claimed_at=stamp, status="in_progress"
+        )
+        self.record("vault", "claim", f"In_Progress/{zone}/{name}", claimed_by=zone)
+        return doc
+
+    def _check_claimable(self, source: Path) -> None:
+        try:
+            tasks.read_task_file(source)
+        except FileNotFoundError:
+            raise self._already_claimed(source.name) from None
+        except TaskFileError as exc:
+            raise TaskFileError(exc.what, "fix the file; it was left where it is") from None
+
+    def _already_claimed(self, name: str) -> VaultError:
+        for zone in ZONES:
+            path = self.root / "In_Progress" / zone / name
+            try:
+                meta = tasks.read_task_file(path).meta
+            except (FileNotFoundError, TaskFileError):
+                continue
+            when = meta.claimed_at.isoformat() if meta.claimed_at else "an unknown time"
+            return AlreadyClaimedError(
+                f"{name} is already claimed by {meta.claimed_by or zone} at {when}",
+                "pick another task",
+            )
+        return TaskNotFoundError(
+            f"{name} is not in Needs_Action", "list Needs_Action and pick a task that is there"
+        )
+
+    def _claimed_path(self, name: str, zone: str) -> Path:
+        path = self.root / "In_Progress" / _check_zone(zone) / _task_name(name)
+        if not path.exists():
+            raise TaskNotFoundError(
+                f"{name} is not claimed by {zone}", f"list In_Progress/{zone} to see its tasks"
+            )
+        return path
+
+    def release(self, name: str, zone: str, reason: str = "released") -> Path:
+        """Give a claimed task back to Needs_Action, clearing the claim fields."""
+        path = self._claimed_path(name, zone)
+        self._restamp(
+            path, status="pending", claimed_by=None, claimed_at=None, released_because=reason
+        )
+        target = self.root / NEEDS_ACTION / path.name
+        try:
+            move_no_replace(path, target)
+        except FileExistsError:
+            raise TargetExistsError(
+                f"Needs_Action/{name} exists again", "rename one of the two files, then release"
+            ) from None
+        self.record("vault", "release", f"{NEEDS_ACTION}/{path.name}", zone=zone, reason=reason)
+        return target
+
+    def complete(self, name: str, zone: str, summary: str = "") -> Path:
+        """Mark a claimed task done and move it to Done/ (a suffix is added on a name clash)."""
+        path = self._claimed_path(name, zone)
+        now = tasks.iso_utc()
+        self._restamp(path, status="done", completed_at=now, summary=summary or None)
+        target = self._move_unique(path, self.root / DONE)
+        self.record("vault", "complete", f"{DONE}/{target.name}", zone=zone)
+        return target
+
+    def _move_unique(self, path: Path, folder: Path) -> Path:
+        stem, suffix = path.stem, path.suffix
+        for attempt in range(1000):
+            target = folder / (path.name if attempt == 0 else f"{stem}_{attempt}{suffix}")
+            try:
+                move_no_replace(path, target)
+                return target
+            except FileExistsError:
+                continue
+        raise TargetExistsError(
+            f"too many files named like {path.name} in {folder.name}", "archive some of them"
+        )
+
+    def release_stale(self, lease: timedelta, zone: str | None = None) -> StaleRelease:
+        """Return claims older than ``lease`` (judged by ``claimed_at``) to Needs_Action."""
+        cutoff = utc_now() - lease
+        result = StaleRelease(released=[], skipped={})
+        for each in [zone] if zone else ZONES:
+            for entry in self.list_tasks(f"In_Progress/{each}", limit=None, newest_first=False):
+                path = self.root / entry.rel
+                try:
+                    claimed = _claimed_at(path)
+                except TaskFileError as exc:
+                    result.skipped[entry.rel] = str(exc)
+                    continue
+                if claimed < cutoff:
+                    self.release(entry.name, each, reason=f"claim older than {lease}")
+                    result.released.append(entry.rel)
+        return result
+
+
+def _claimed_at(path: Path) -> datetime:
+    meta = tasks.read_task_file(path).meta
+    if meta.claimed_at is not None:
+        return meta.claimed_at
+    # A claim interrupted between its move and its stamp has no claimed_at; the
+    # move itself set the inode's change time, which is the moment of the claim.
+    return _from_ns(os.stat(path).st_ctime_ns)
+
+
+def _from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

@@ -1,0 +1,89 @@
+"""Four real processes race to claim the same 2,000 tasks: one owner each, none lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from core import tasks
+from core.vault import Vault
+
+TASKS = 2000
+WORKERS = 4
+
+WORKER = textwrap.dedent(
+    """
+    import json, random, sys
+    from core.errors import AlreadyClaimedError
+    from core.vault import Vault
+
+    root, zone, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    names = [f"TASK_{{i:05d}}.md" for i in range({tasks})]
+    random.Random(seed).shuffle(names)
+    vault = Vault(root)
+    won, lost = [], 0
+    for name in names:
+        try:
+            vault.claim(name, zone)
+            won.append(name)
+        except AlreadyClaimedError:
+            lost += 1
+    json.dump({{"won": won, "lost": lost}}, open(out, "w"))
+    """
+).format(tasks=TASKS)
+
+
+def _seed_tasks(vault: Vault) -> None:
+    """Write the tasks directly (fast, no audit): the race, not the setup, is under test."""
+    folder = vault.root / "Needs_Action"
+    for i in range(TASKS):
+        meta = {"id": f"TASK_{i:05d}", "type": "test", "created": "2026-11-25T00:00:00Z"}
+        (folder / f"TASK_{i:05d}.md").write_text(tasks.render(meta, f"task {i}"))
+
+
+def test_four_processes_claim_each_task_exactly_once(tmp_path: Path) -> None:
+    vault = Vault(tmp_path / "vault")
+    vault.ensure_layout()
+    _seed_tasks(vault)
+    outs = [tmp_path / f"worker{i}.json" for i in range(WORKERS)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(vault.root),
+                ("local", "cloud")[i % 2],
+                str(i),
+                str(outs[i]),
+            ]
+        )
+        for i in range(WORKERS)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * WORKERS
+
+    results = [json.loads(out.read_text()) for out in outs]
+    owners: dict[str, int] = {}
+    for worker, result in enumerate(results):
+        for name in result["won"]:
+            assert name not in owners, f"{name} claimed by workers {owners[name]} and {worker}"
+            owners[name] = worker
+    assert len(owners) == TASKS
+    assert sum(len(r["won"]) + r["lost"] for r in results) == TASKS * WORKERS
+    assert all(r["won"] for r in results), "every worker should win some tasks in a real race"
+
+    assert vault.count("Needs_Action") == 0
+    on_disk = {
+        e.name: e.folder
+        for z in ("local", "cloud")
+        for e in vault.list_tasks(f"In_Progress/{z}", limit=None)
+    }
+    assert len(on_disk) == TASKS
+    for name, worker in owners.items():
+        zone = ("local", "cloud")[worker % 2]
+        assert on_disk[name] == f"In_Progress/{zone}"
+        meta = vault.read(f"In_Progress/{zone}/{name}").meta
+        assert meta.claimed_by == zone and meta.claimed_at is not None
