@@ -30,8 +30,8 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _TaskDumper(yaml.SafeDumper):
-    """SafeDumper that double-quotes any multi-line string, so no line can read as '---'."""
+class _TaskDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Safe dumper that double-quotes any multi-line string, so no line can read as '---'."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -186,13 +186,16 @@ def read_bytes_safely(path: Path, *, limit: int = MAX_TASK_BYTES) -> bytes:
         os.close(fd)
 
 
-def read_task_file(path: Path) -> TaskDoc:
-    """Read and validate one task file; any problem is a TaskFileError naming the file."""
-    data = read_bytes_safely(path)
+def parse_bytes(data: bytes, *, name: str) -> TaskDoc:
     if b"\x00" in data:
-        raise TaskFileError(f"{path.name} is binary, not a task", "move it out of the task folders")
+        raise TaskFileError(f"{name} is binary, not a task", "move it out of the task folders")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise TaskFileError(f"{path.name} is not UTF-8 text", "save it as UTF-8") from None
-    return parse(text, name=path.name)
+        raise TaskFileError(f"{name} is not UTF-8 text", "save it as UTF-8") from None
+    return parse(text, name=name)
+
+
+def read_task_file(path: Path) -> TaskDoc:
+    """Read and validate one task file; any problem is a TaskFileError naming the file."""
+    return parse_bytes(read_bytes_safely(path), name=path.name)

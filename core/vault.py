@@ -177,8 +177,10 @@ class Vault:
         self.record("vault", "create", f"{folder}/{name}", task_id=meta.id, type=meta.type)
         return path
 
-    def _restamp(self, path: Path, durable: bool = True, **changes: Any) -> TaskDoc:
-        doc = tasks.read_task_file(path)
+    def _restamp(
+        self, path: Path, durable: bool = True, doc: TaskDoc | None = None, **changes: Any
+    ) -> TaskDoc:
+        doc = doc or tasks.read_task_file(path)
         fields = {**doc.meta.to_frontmatter(), **changes}
         fields = {key: value for key, value in fields.items() if value is not None}
         doc = TaskDoc(meta=TaskMeta.model_validate(fields), body=doc.body)
@@ -193,7 +195,7 @@ class Vault:
         name, zone = _task_name(name), _check_zone(zone)
         source = self.root / NEEDS_ACTION / name
         target = self.root / "In_Progress" / zone / name
-        self._check_claimable(source)
+        seen, doc = self._claimable(source)
         try:
             # Not fsynced: rename is atomic, and a claim lost to a power cut only
             # returns the task to Needs_Action, which is a safe state.
@@ -205,16 +207,20 @@ class Vault:
                 f"In_Progress/{zone}/{name} already exists",
                 "complete or release that task first, then claim again",
             ) from None
+        data = tasks.read_bytes_safely(target)
+        if data != seen:  # edited between our read and our move: stamp what we now own
+            doc = tasks.parse_bytes(data, name=name)
         stamp = tasks.iso_utc()
         doc = self._restamp(
-            target, durable=False, claimed_by=zone, claimed_at=stamp, status="in_progress"
+            target, False, doc, claimed_by=zone, claimed_at=stamp, status="in_progress"
         )
         self.record("vault", "claim", f"In_Progress/{zone}/{name}", claimed_by=zone)
         return doc
 
-    def _check_claimable(self, source: Path) -> None:
+    def _claimable(self, source: Path) -> tuple[bytes, TaskDoc]:
         try:
-            tasks.read_task_file(source)
+            data = tasks.read_bytes_safely(source)
+            return data, tasks.parse_bytes(data, name=source.name)
         except FileNotFoundError:
             raise self._already_claimed(source.name) from None
         except TaskFileError as exc:
@@ -227,7 +233,7 @@ class Vault:
                 meta = tasks.read_task_file(path).meta
             except (FileNotFoundError, TaskFileError):
                 continue
-            when = meta.claimed_at.isoformat() if meta.claimed_at else "an unknown time"
+            when = tasks.iso_utc(meta.claimed_at) if meta.claimed_at else "an unknown time"
             return AlreadyClaimedError(
                 f"{name} is already claimed by {meta.claimed_by or zone} at {when}",
                 "pick another task",

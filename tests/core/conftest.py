@@ -18,8 +18,8 @@ def vault(tmp_path: Path) -> Vault:
     return v
 
 
-def make_meta(kind: str = "email", **extra: object) -> TaskMeta:
-    return TaskMeta(id=new_task_id(kind.upper()), type=kind, created=utc_now(), **extra)
+def make_meta(task_type: str = "email", **extra: object) -> TaskMeta:
+    return TaskMeta(id=new_task_id(task_type.upper()), type=task_type, created=utc_now(), **extra)
 
 
 def tree_snapshot(root: Path) -> dict[str, bytes | str]:
