@@ -23,6 +23,8 @@ _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 _NOT_PORTABLE = set('<>:"|?*')
+# Slash and backslash look-alikes that NFKC leaves alone.
+_LOOKALIKES = set("\u2044\u2215\u2216\u2571\u2572\u29f5\u29f8\u29f9\ufe68")
 _RESERVED_NAMES = {
     "con",
     "prn",
@@ -47,7 +49,7 @@ def _check_text(raw: str) -> None:
     for ch in raw:
         if unicodedata.category(ch) in _BAD_CATEGORIES:
             raise _refuse(raw, f"it contains a control or invisible character U+{ord(ch):04X}")
-    if unicodedata.normalize("NFKC", raw) != raw:
+    if unicodedata.normalize("NFKC", raw) != raw or _LOOKALIKES & set(raw):
         raise _refuse(raw, "it contains look-alike or non-normalized Unicode; type it plainly")
     if "\\" in raw:
         raise _refuse(raw, "backslashes are not allowed; use '/' between folders")
@@ -132,35 +134,46 @@ def confine(root: Path, raw: object, *, must_exist: bool = True) -> Path:
 def relative_to_vault(root: Path, raw: str) -> str:
     """Turn a path typed by a person (absolute, or relative to the vault) into vault-relative text.
 
-    Only for the CLI, where a person may paste an absolute path; the result still
-    goes through :func:`confine`.
+    Only for the CLI, where a person may paste an absolute path. Nothing inside the
+    vault is resolved here (links stay links, for :func:`confine` to refuse).
     """
     if not raw.startswith("/"):
         return raw
-    base = os.path.realpath(root)
-    parent = os.path.realpath(os.path.dirname(raw))
-    if parent != base and not parent.startswith(base + os.sep):
-        raise _refuse(raw, f"it is outside the vault {base}")
-    return os.path.relpath(os.path.join(parent, os.path.basename(raw)), base)
+    if ".." in raw.split("/"):
+        raise _refuse(raw, "'..' segments are not allowed")
+    normal = Path(os.path.normpath(raw))
+    vault = os.path.realpath(root)
+    # Shallowest ancestor first: an alias of the vault itself is fine, links inside it are not.
+    for ancestor in reversed(normal.parents):
+        if os.path.realpath(ancestor) == vault:
+            return str(normal.relative_to(ancestor))
+    raise _refuse(raw, f"it is outside the vault {vault}")
 
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]+")
+_EXTENSION = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
+def _ascii_clean(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) not in _BAD_CATEGORIES)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _UNSAFE_NAME_CHARS.sub("_", text)
 
 
 def safe_filename(name: str, *, default: str = "file", max_bytes: int = 120) -> str:
-    """Make a portable, harmless file name out of a name from outside (never a path)."""
-    name = unicodedata.normalize("NFKC", name)
-    name = "".join(c for c in name if unicodedata.category(c) not in _BAD_CATEGORIES)
-    name = name.replace("/", "_").replace("\\", "_")
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE_NAME_CHARS.sub("_", ascii_name).strip(" .-_")
-    cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    stem, dot, ext = cleaned.rpartition(".")
-    if not stem:
-        stem, dot, ext = cleaned, "", ""
+    """Make a portable, harmless file name out of a name from outside (never a path).
+
+    The result always passes :func:`split_relative` as a single segment.
+    """
+    base = name.replace("/", "_").replace("\\", "_")
+    stem_raw, dot, ext = base.rpartition(".")
+    has_ext = bool(dot and stem_raw and _EXTENSION.fullmatch(ext)) and len(ext) < max_bytes - 1
+    if not has_ext:
+        stem_raw, ext = base, ""
+    room = max(max_bytes - (len(ext) + 1 if ext else 0), 1)
+    stem = re.sub(r"\.{2,}", ".", _ascii_clean(stem_raw)).strip(" .-_")
+    stem = stem[:room].rstrip(" .-_") or default[:room]
     if stem.split(".")[0].lower() in _RESERVED_NAMES:
-        stem = f"_{stem}"
-    ext = ext[:16]
-    room = max_bytes - len(dot) - len(ext)
-    stem = stem[:room].rstrip(" .-_")
-    return f"{stem}{dot}{ext}" if stem else default
+        stem = f"_{stem}"[:room]
+    return f"{stem}.{ext}" if ext else stem
