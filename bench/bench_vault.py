@@ -22,6 +22,8 @@ from core.vault import Vault
 CLAIMS = 3000
 NEEDS_ACTION_FILES = 10_000
 DONE_FILES = 100_000
+# On the repository's disk, never a tmpfs /tmp, so fsync and create costs are real.
+BENCH_TMP = Path(__file__).resolve().parent.parent / ".bench_tmp"
 
 
 def _seed(folder: Path, count: int, prefix: str = "TASK") -> None:
@@ -151,7 +153,8 @@ def bench_listing(base: Path) -> list[Row]:
 
 
 def run() -> list[Row]:
-    base = Path(tempfile.mkdtemp(prefix="ai-employee-bench-"))
+    BENCH_TMP.mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(dir=BENCH_TMP, prefix="vault-"))
     try:
         return bench_claims(base) + bench_listing(base)
     finally:

@@ -124,8 +124,12 @@ def move_no_replace(src: Path, dst: Path, *, durable: bool = True) -> None:
 @contextmanager
 def locked(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock (flock) on ``lock_path`` across processes."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
+    try:
+        fd = os.open(lock_path, flags, 0o600)
+    except FileNotFoundError:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, flags, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

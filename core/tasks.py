@@ -35,8 +35,8 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     """Safe loader that refuses duplicate keys instead of letting the last one win."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        dupes = sorted({str(k) for k in keys if keys.count(k) > 1})
+        keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+        dupes = sorted({key for key in keys if keys.count(key) > 1})
         if dupes:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate keys: {', '.join(dupes)}", node.start_mark

@@ -749,3 +749,15 @@ def test_crlf_file_reads(tmp_path: Path) -> None:
     doc = read_task_file(path)
     assert doc.meta.id == "TASK_1"
     assert doc.meta.created == CREATED
+
+
+def test_duplicate_keys_are_refused_not_last_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "dupe.md"
+    path.write_text(
+        "---\nid: T1\ntype: email\ncreated: 2026-01-01T00:00:00Z\n"
+        "status: pending\nstatus: approved\n---\nbody\n"
+    )
+    before = path.read_bytes()
+    with pytest.raises(TaskFileError, match=r"dupe\.md"):
+        read_task_file(path)
+    assert path.read_bytes() == before
