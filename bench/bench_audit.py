@@ -26,8 +26,13 @@ END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 CATEGORIES = {"email": 30, "task": 20, "sync": 35, "social": 10, "payments": 5}
 STATUSES = {"ok": 78, "error": 20, "denied": 2}
 ACTORS = ["approval_watcher", "cloud_agent", "gmail_watcher", "scheduler"]
-ACTIONS = {"email": "send_email", "task": "claim_task", "sync": "sync_pass",
-           "social": "publish_post", "payments": "register_payment"}
+ACTIONS = {
+    "email": "send_email",
+    "task": "claim_task",
+    "sync": "sync_pass",
+    "social": "publish_post",
+    "payments": "register_payment",
+}
 
 
 def _append_rate(work: Path) -> tuple[float, float]:
@@ -37,9 +42,15 @@ def _append_rate(work: Path) -> tuple[float, float]:
 
     def audited() -> None:
         for i in range(APPENDS):
-            log.append(actor="approval_watcher", category="email", action="send_email",
-                       target=f"Approved/email/EMAIL_{i}.md", status="ok", dry_run=False,
-                       details=details)
+            log.append(
+                actor="approval_watcher",
+                category="email",
+                action="send_email",
+                target=f"Approved/email/EMAIL_{i}.md",
+                status="ok",
+                dry_run=False,
+                details=details,
+            )
 
     audited()  # warm up, and learn the line size for the baseline
     line = b"x" * (log.path.stat().st_size // APPENDS - 1) + b"\n"
@@ -51,8 +62,9 @@ def _append_rate(work: Path) -> tuple[float, float]:
             os.fsync(fd)
 
     try:  # alternate the two so both see the same disk weather
-        raw_s, audit_s = zip(*((best_of(1, raw), best_of(1, audited)) for _ in range(3)),
-                             strict=True)
+        raw_s, audit_s = zip(
+            *((best_of(1, raw), best_of(1, audited)) for _ in range(3)), strict=True
+        )
     finally:
         os.close(fd)
     return APPENDS / min(audit_s), APPENDS / min(raw_s)
@@ -72,13 +84,17 @@ def build_log(vault: Path, entries: int = ENTRIES) -> Path:
         ts = moment.isoformat(timespec="microseconds") + "Z"
         moment += step
         det = f'{{"amount":{seq % 997},"ref":"R{seq:08d}"}}'
-        canon = (f'{{"action":{action},"actor":{actor},"category":{cat},"details":{det},'
-                 f'"dry_run":false,"prev":"{prev}","seq":{seq},"status":{st},'
-                 f'"target":"Done/TASK_{seq}.md","ts":"{ts}"}}')
+        canon = (
+            f'{{"action":{action},"actor":{actor},"category":{cat},"details":{det},'
+            f'"dry_run":false,"prev":"{prev}","seq":{seq},"status":{st},'
+            f'"target":"Done/TASK_{seq}.md","ts":"{ts}"}}'
+        )
         digest = sha(canon.encode()).hexdigest()
-        out.append(f'{{"seq":{seq},"ts":"{ts}","actor":{actor},"category":{cat},'
-                   f'"action":{action},"target":"Done/TASK_{seq}.md","status":{st},'
-                   f'"dry_run":false,"details":{det},"prev":"{prev}","hash":"{digest}"}}\n')
+        out.append(
+            f'{{"seq":{seq},"ts":"{ts}","actor":{actor},"category":{cat},'
+            f'"action":{action},"target":"Done/TASK_{seq}.md","status":{st},'
+            f'"dry_run":false,"details":{det},"prev":"{prev}","hash":"{digest}"}}\n'
+        )
         prev = digest
     path = AuditLog(vault).path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +117,7 @@ def _grep(command: str) -> tuple[float, int]:
 
 def _grep_fields(file: str, **fields: str) -> str:
     """A grep -F pipeline selecting the same lines as these equality filters."""
-    stages = [f"grep -F '\"{k}\":\"{v}\"'" for k, v in fields.items()]
+    stages = [f'grep -F \'"{k}":"{v}"\'' for k, v in fields.items()]
     return f"{stages[0]} {file}" + "".join(f" | {stage}" for stage in stages[1:])
 
 
@@ -111,32 +127,53 @@ def _query_rows(work: Path) -> list[Row]:
     path, log = build_log(work / "big"), AuditLog(work / "big")
     rows: list[Row] = []
 
-    def compare(what: str, query: Callable[[], list[AuditEntry]], baseline: str,
-                command: str, same_selection: bool = True) -> None:
+    def compare(
+        what: str,
+        query: Callable[[], list[AuditEntry]],
+        baseline: str,
+        command: str,
+        same_selection: bool = True,
+    ) -> None:
         grep_s, grep_n = _grep(command)
         found = query()
         assert not same_selection or len(found) == grep_n, (what, len(found), grep_n)
         ours = best_of(3, query)
-        rows.append(Row(f"{what}: {len(found):,} of 1M", ours * 1000, "ms",
-                        f"{baseline} ({grep_n:,} lines)", grep_s * 1000, "<= 1.0x baseline",
-                        ours <= grep_s))
+        rows.append(
+            Row(
+                f"{what}: {len(found):,} of 1M",
+                ours * 1000,
+                "ms",
+                f"{baseline} ({grep_n:,} lines)",
+                grep_s * 1000,
+                "<= 1.0x baseline",
+                ours <= grep_s,
+            )
+        )
 
     file = f"'{path}'"
     for cat, share in (("payments", "1%"), ("social", "2%, both filters dense")):
-        compare(f"category={cat} status=error ({share})",
-                lambda c=cat: log.query(category=c, status="error"), "grep -F, piped to grep -F",
-                _grep_fields(file, category=cat, status="error"))
-    compare("newest 50 with category=payments status=error",
-            lambda: log.query(category="payments", status="error", limit=50),
-            "the same grep pipeline, then tail -n 50",
-            _grep_fields(file, category="payments", status="error") + " | tail -n 50")
+        compare(
+            f"category={cat} status=error ({share})",
+            lambda c=cat: log.query(category=c, status="error"),
+            "grep -F, piped to grep -F",
+            _grep_fields(file, category=cat, status="error"),
+        )
+    compare(
+        "newest 50 with category=payments status=error",
+        lambda: log.query(category="payments", status="error", limit=50),
+        "the same grep pipeline, then tail -n 50",
+        _grep_fields(file, category="payments", status="error") + " | tail -n 50",
+    )
     since = END - timedelta(hours=1)
     hours = sorted({(since + timedelta(minutes=m)).strftime("%Y-%m-%dT%H") for m in (0, 60)})
-    compare("since = an hour ago", lambda: log.query(since=since),
-            "grep -F of the two hour prefixes", "grep -F " + " ".join(
-                f"-e '\"ts\":\"{h}'" for h in hours) + f" {file}", same_selection=False)
-    compare("newest 50, no filter", lambda: log.query(limit=50), "tail -n 50",
-            f"tail -n 50 {file}")
+    compare(
+        "since = an hour ago",
+        lambda: log.query(since=since),
+        "grep -F of the two hour prefixes",
+        "grep -F " + " ".join(f'-e \'"ts":"{h}\'' for h in hours) + f" {file}",
+        same_selection=False,
+    )
+    compare("newest 50, no filter", lambda: log.query(limit=50), "tail -n 50", f"tail -n 50 {file}")
     return rows
 
 
@@ -146,8 +183,17 @@ def run() -> list[Row]:
     work = Path(tempfile.mkdtemp(dir=scratch, prefix="audit-"))
     try:
         audited, raw = _append_rate(work)
-        rows = [Row("durable appends (AuditLog.append)", audited, "/s", "os.write+os.fsync", raw,
-                    ">= 2,000/s", audited >= 2000)]
+        rows = [
+            Row(
+                "durable appends (AuditLog.append)",
+                audited,
+                "/s",
+                "os.write+os.fsync",
+                raw,
+                ">= 2,000/s",
+                audited >= 2000,
+            )
+        ]
         return rows + _query_rows(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

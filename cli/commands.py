@@ -69,8 +69,10 @@ def print_status(status: VaultStatus) -> None:
         print(f"  PROBLEM: {status.audit_problem}")
     elif status.last_audit:
         entry = status.last_audit
-        print(f"  {entry.ts}  {entry.actor} {entry.category}/{entry.action} {entry.target}"
-              f" -> {entry.status}")
+        print(
+            f"  {entry.ts}  {entry.actor} {entry.category}/{entry.action} {entry.target}"
+            f" -> {entry.status}"
+        )
     else:
         print("  none yet")
 

@@ -1,58 +1,30 @@
 """The audit trail: one append-only, hash-chained JSONL file per zone.
 
-``hash`` is the SHA-256 of an entry's canonical JSON (sorted keys, compact) without
-``hash``; ``prev`` is the previous entry's hash (64 zeros for the first). A checkpoint
+Entries are sealed and checked by :mod:`core.audit_format`. A checkpoint
 in ``.state/`` keeps the last ``(seq, hash)`` so that lines cut off the end are caught.
 Appends hold a per-zone lock; reads take none and see only complete lines.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import mmap
 import os
-import re
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from core import audit_file as af
+from core import audit_format as fmt
+from core.audit_format import GENESIS, REDACTED, AuditEntry
 from core.errors import AuditError, AuditTamperedError
 from core.faults import FAULT_ENV, fault_point
 from core.fsutil import fsync_dir, locked, write_all
 
 ZONES = ("local", "cloud")
-GENESIS = "0" * 64
-REDACTED = "[redacted]"
-_SECRET_MARKERS = ("password", "passwd", "secret", "token", "apikey", "authorization", "cookie",
-                   "privatekey")
-_TS_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-# The key that always follows each filterable field: makes the search pattern longer and exact.
-_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
-_CANON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, sort_keys=True)
-_DETAILS = json.JSONEncoder(ensure_ascii=True, allow_nan=False)
-
-
-class AuditEntry(BaseModel):
-    """One line of the trail, exactly as it was written."""
-
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid", cache_strings=False)
-
-    seq: int = Field(ge=1)
-    ts: str  # formats are checked by verify, not on every read
-    actor: str
-    category: str
-    action: str
-    target: str
-    status: str
-    dry_run: bool
-    details: dict[str, Any]
-    prev: str
-    hash: str
+__all__ = ["GENESIS", "REDACTED", "ZONES", "AuditEntry", "AuditLog", "VerifyReport"]
 
 
 class VerifyReport(BaseModel):
@@ -64,19 +36,6 @@ class VerifyReport(BaseModel):
     first_bad_line: int | None = None
     problem: str | None = None
     checkpoint_seq: int | None = None
-
-
-class _Tip(NamedTuple):
-    seq: int
-    hash: str
-    ts: str
-
-    @classmethod
-    def of(cls, entry: AuditEntry) -> _Tip:
-        return cls(entry.seq, entry.hash, entry.ts)
-
-
-_START = _Tip(0, GENESIS, "")
 
 
 class AuditLog:
@@ -91,24 +50,39 @@ class AuditLog:
         self._checkpoint = state / f"audit-{zone}.checkpoint.json"
         self._torn = state / f"audit-{zone}.torn"
         # (inode, size, mtime) of the log right after our own last append, and its tip.
-        self._known: tuple[tuple[int, int, int], _Tip] | None = None
+        self._known: tuple[tuple[int, int, int], fmt.Tip] | None = None
 
-    def append(self, *, actor: str, category: str, action: str, target: str, status: str,
-               dry_run: bool, details: dict[str, Any] | None = None) -> AuditEntry:
+    def append(
+        self,
+        *,
+        actor: str,
+        category: str,
+        action: str,
+        target: str,
+        status: str,
+        dry_run: bool,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
         """Write one entry durably (fsynced before returning); safe across processes."""
-        fields = {"actor": actor, "category": category, "action": action, "target": target,
-                  "status": status, "dry_run": dry_run}
-        _validate(fields)
-        fields["details"] = _clean_details(details)
+        fields = {
+            "actor": actor,
+            "category": category,
+            "action": action,
+            "target": target,
+            "status": status,
+            "dry_run": dry_run,
+        }
+        fmt.validate_fields(fields)
+        fields["details"] = fmt.clean_details(details)
         with locked(self._lock):
             fd = self._open_for_append()
             try:
                 tip = self._tip_for_append(fd)
-                now = _format_ts(datetime.now(UTC))
+                now = fmt.format_ts(datetime.now(UTC))
                 record = {"seq": tip.seq + 1, "ts": max(now, tip.ts), **fields, "prev": tip.hash}
-                line, entry = _sealed(record)
+                line, entry = fmt.sealed(record)
                 self._write(fd, line)
-                self._known = (af.file_stamp(fd), _Tip.of(entry))
+                self._known = (af.file_stamp(fd), fmt.Tip.of(entry))
             finally:
                 os.close(fd)
             self._save_checkpoint(entry.seq, entry.hash)
@@ -123,25 +97,41 @@ class AuditLog:
         with af.reading(self.path) as fd:
             line = None if fd is None else af.tail(fd, os.fstat(fd).st_size)[1]
         entry = None if line is None else self._parse(line)
-        self._check_end(_START if entry is None else _Tip.of(entry), checkpoint)
+        self._check_end(fmt.START if entry is None else fmt.Tip.of(entry), checkpoint)
         return entry
 
-    def query(self, *, category: str | None = None, status: str | None = None,
-              actor: str | None = None, action: str | None = None, since: datetime | None = None,
-              until: datetime | None = None, limit: int | None = None,
-              newest_first: bool = True) -> list[AuditEntry]:
+    def query(
+        self,
+        *,
+        category: str | None = None,
+        status: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[AuditEntry]:
         """Entries matching every filter given, exactly, with since <= ts < until (naive: UTC)."""
         if limit is not None and limit < 0:
             raise AuditError(f"limit must be zero or more, not {limit}", "pass limit=None for all")
-        wanted = {k: v for k, v in (("actor", actor), ("category", category), ("action", action),
-                                    ("status", status)) if v is not None}
+        wanted = {
+            k: v
+            for k, v in (
+                ("actor", actor),
+                ("category", category),
+                ("action", action),
+                ("status", status),
+            )
+            if v is not None
+        }
         with af.reading(self.path) as fd:
             end = 0 if fd is None else af.tail(fd, os.fstat(fd).st_size)[0]
             if end == 0 or limit == 0:
                 return []
             with mmap.mmap(fd, end, access=mmap.ACCESS_READ) as mm:
-                lo = 0 if since is None else af.lower_bound(mm, 0, end, _ts_key(since))
-                hi = end if until is None else af.lower_bound(mm, lo, end, _ts_key(until))
+                lo = 0 if since is None else af.lower_bound(mm, 0, end, fmt.ts_key(since))
+                hi = end if until is None else af.lower_bound(mm, lo, end, fmt.ts_key(until))
                 return self._select(mm, lo, hi, wanted, limit, newest_first)
 
     def verify(self) -> VerifyReport:
@@ -155,42 +145,52 @@ class AuditLog:
                 fd = stack.enter_context(af.reading(self.path))
                 size = 0 if fd is None else os.fstat(fd).st_size
             end = 0 if fd is None else af.tail(fd, size)[0]
-            count, tip, bad = self._walk(fd, end, checkpoint) if end else (0, _START, None)
+            count, tip, bad = self._walk(fd, end, checkpoint) if end else (0, fmt.START, None)
         ck_seq = checkpoint[0] if checkpoint else None
         if bad is None and ck_seq is not None and tip.seq < ck_seq:
             bad = (tip.seq + 1, count + 1, self._truncated(tip.seq, ck_seq))
         elif bad is None and end < size:
-            bad = (None, count + 1, f"the last line of {self.path} is torn (a crash mid-write, "
-                   f"never acknowledged); the next append moves it to {self._torn}")
+            bad = (
+                None,
+                count + 1,
+                f"the last line of {self.path} is torn (a crash mid-write, "
+                f"never acknowledged); the next append moves it to {self._torn}",
+            )
         elif bad is None and ck_problem:
             bad = (None, None, ck_problem)
         seq, line, problem = bad or (None, None, None)
-        return VerifyReport(ok=bad is None, entries=count, first_bad_seq=seq, first_bad_line=line,
-                            problem=problem, checkpoint_seq=ck_seq)
+        return VerifyReport(
+            ok=bad is None,
+            entries=count,
+            first_bad_seq=seq,
+            first_bad_line=line,
+            problem=problem,
+            checkpoint_seq=ck_seq,
+        )
 
     def _open_for_append(self) -> int:
         flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
         try:
             return os.open(self.path, flags)
         except FileNotFoundError:
-            self._check_end(_START, self._read_checkpoint())
+            self._check_end(fmt.START, self._read_checkpoint())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644)
         fsync_dir(self.path.parent)
         return fd
 
-    def _tip_for_append(self, fd: int) -> _Tip:
+    def _tip_for_append(self, fd: int) -> fmt.Tip:
         if self._known and self._known[0] == af.file_stamp(fd):  # untouched since our own append
             return self._known[1]
         size = os.fstat(fd).st_size
         end, line = af.tail(fd, size)
         if end < size:
             self._save_torn(fd, end, size)
-        tip = _START if line is None else _Tip.of(self._parse(line))
+        tip = fmt.START if line is None else fmt.Tip.of(self._parse(line))
         self._check_end(tip, self._read_checkpoint())
         return tip
 
-    def _check_end(self, tip: _Tip, checkpoint: tuple[int, str] | None) -> None:
+    def _check_end(self, tip: fmt.Tip, checkpoint: tuple[int, str] | None) -> None:
         if checkpoint and tip.seq < checkpoint[0]:
             raise AuditTamperedError(self._truncated(tip.seq, checkpoint[0]))
         if checkpoint and tip.seq == checkpoint[0] and tip.hash != checkpoint[1]:
@@ -217,9 +217,10 @@ class AuditLog:
             fault_point("audit:after_write")
             os.fsync(fd)
         except OSError as exc:
-            raise AuditError(f"could not write the audit trail {self.path}: {exc.strerror}",
-                             "check disk space and permissions; the entry was not recorded"
-                             ) from exc
+            raise AuditError(
+                f"could not write the audit trail {self.path}: {exc.strerror}",
+                "check disk space and permissions; the entry was not recorded",
+            ) from exc
         fault_point("audit:after_fsync")
 
     def _read_checkpoint(self) -> tuple[int, str] | None:
@@ -227,11 +228,13 @@ class AuditLog:
             raw = self._checkpoint.read_bytes()
         except FileNotFoundError:
             return None
-        slots = (af.parse_slot(raw[i: i + af.SLOT]) for i in range(0, len(raw), af.SLOT))
+        slots = (af.parse_slot(raw[i : i + af.SLOT]) for i in range(0, len(raw), af.SLOT))
         best = max((s for s in slots if s is not None), default=None)
         if best is None:
-            raise AuditTamperedError(f"the audit checkpoint {self._checkpoint} is unreadable",
-                                     "run `ai-employee status`; if the trail verifies, delete it")
+            raise AuditTamperedError(
+                f"the audit checkpoint {self._checkpoint} is unreadable",
+                "run `ai-employee status`; if the trail verifies, delete it",
+            )
         return best
 
     def _save_checkpoint(self, seq: int, digest: str) -> None:
@@ -248,11 +251,20 @@ class AuditLog:
         try:
             return AuditEntry.model_validate_json(raw)
         except ValueError:
-            raise AuditTamperedError(f"a line of {self.path} is not a valid audit entry",
-                                     f"{af.RESTORE_HINT}; verify names the line") from None
+            raise AuditTamperedError(
+                f"a line of {self.path} is not a valid audit entry",
+                f"{af.RESTORE_HINT}; verify names the line",
+            ) from None
 
-    def _select(self, mm: mmap.mmap, lo: int, hi: int, wanted: dict[str, str],
-                limit: int | None, newest_first: bool) -> list[AuditEntry]:
+    def _select(
+        self,
+        mm: mmap.mmap,
+        lo: int,
+        hi: int,
+        wanted: dict[str, str],
+        limit: int | None,
+        newest_first: bool,
+    ) -> list[AuditEntry]:
         backwards = newest_first and limit is not None  # else a forward scan is faster
         found: list[AuditEntry] = []
         for start, end in af.hits(mm, lo, hi, af.plan(mm, lo, hi, wanted), backwards):
@@ -263,109 +275,36 @@ class AuditLog:
                     break
         return found[::-1] if newest_first and not backwards else found
 
-    def _walk(self, fd: int, end: int, checkpoint: tuple[int, str] | None
-              ) -> tuple[int, _Tip, tuple[int | None, int, str] | None]:
+    def _walk(
+        self, fd: int, end: int, checkpoint: tuple[int, str] | None
+    ) -> tuple[int, fmt.Tip, tuple[int | None, int, str] | None]:
         """Check the lines in [0, end) in order: (line count, last good tip, first problem)."""
-        tip, bad, count = _START, None, 0
+        tip, bad, count = fmt.START, None, 0
         with mmap.mmap(fd, end, access=mmap.ACCESS_READ) as mm:
             for count, raw in enumerate(iter(mm.readline, b""), 1):
                 if bad is not None:
                     continue
-                entry, problem = _check_line(raw[:-1], tip)
-                if entry and not problem and checkpoint and entry.seq == checkpoint[0] \
-                        and entry.hash != checkpoint[1]:
+                entry, problem = fmt.check_line(raw[:-1], tip)
+                if (
+                    entry
+                    and not problem
+                    and checkpoint
+                    and entry.seq == checkpoint[0]
+                    and entry.hash != checkpoint[1]
+                ):
                     problem = self._rewritten(entry.seq)
                 if problem is not None:
                     bad = (entry.seq if entry else None, count, f"line {count}: {problem}")
                 elif entry is not None:
-                    tip = _Tip.of(entry)
+                    tip = fmt.Tip.of(entry)
         return count, tip, bad
 
     def _truncated(self, last_seq: int, ck_seq: int) -> str:
-        return (f"the audit trail {self.path} was truncated: it ends at seq {last_seq} but seq "
-                f"{ck_seq} was written; do not append, {af.RESTORE_HINT}")
+        return (
+            f"the audit trail {self.path} was truncated: it ends at seq {last_seq} but seq "
+            f"{ck_seq} was written; do not append, {af.RESTORE_HINT}"
+        )
 
     def _rewritten(self, seq: int) -> str:
         recorded = "differs from the one the checkpoint recorded (rewritten)"
         return f"entry {seq} {recorded}; {af.RESTORE_HINT}"
-
-
-def _check_line(raw: bytes, tip: _Tip) -> tuple[AuditEntry | None, str | None]:
-    try:
-        entry = AuditEntry.model_validate_json(raw)
-    except ValueError:
-        return None, f"not a valid audit entry (unparsable or wrong fields); {af.RESTORE_HINT}"
-    data = entry.model_dump(exclude={"hash"})
-    problem = (
-        f"seq {entry.seq} where {tip.seq + 1} was expected (a line was deleted, inserted or "
-        "reordered)" if entry.seq != tip.seq + 1
-        else "prev does not match the entry before it" if entry.prev != tip.hash
-        else "hash mismatch: the entry was edited after it was written"
-        if hashlib.sha256(_CANON.encode(data).encode()).hexdigest() != entry.hash
-        else f"ts {entry.ts} is malformed or goes back before {tip.ts}"
-        if entry.ts < tip.ts or not _TS_FORMAT.fullmatch(entry.ts)
-        # Queries find ts by its place at the start of the line.
-        else "the line does not start with seq and ts as append writes them (edited by hand)"
-        if not raw.startswith(f'{{"seq":{entry.seq},"ts":"{entry.ts}",'.encode()) else None)
-    return entry, problem and f"{problem}; {af.RESTORE_HINT}"
-
-
-def _validate(fields: dict[str, Any]) -> None:
-    bad = [k for k, v in fields.items() if not isinstance(v, bool if k == "dry_run" else str)]
-    if bad:
-        raise AuditError(f"invalid audit entry field(s): {', '.join(bad)}", "pass text for "
-                         "actor, category, action, target and status, and a bool for dry_run")
-
-
-def _clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
-    """Redact secret-looking values and normalise to plain JSON (as verify will read it back)."""
-    if details is None:
-        return {}
-    if not isinstance(details, dict):
-        raise AuditError("audit details must be a dict", "pass a dict of JSON values or None")
-    try:
-        return json.loads(_DETAILS.encode(_redact(details)))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise AuditError(f"audit details are not JSON-serializable ({exc})",
-                         "pass only str, int, float, bool, None, lists and dicts") from None
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: REDACTED if _is_secret_key(k) else _redact(v) for k, v in value.items()}
-    return [_redact(v) for v in value] if isinstance(value, list | tuple) else value
-
-
-def _is_secret_key(key: object) -> bool:
-    folded = str(key).lower().replace("_", "").replace("-", "")
-    return any(marker in folded for marker in _SECRET_MARKERS)
-
-
-def _seal(record: dict[str, Any]) -> bytes:
-    """Set ``record['hash']`` and return the line (fields in record order, newline-terminated)."""
-    record["hash"] = hashlib.sha256(_CANON.encode(record).encode()).hexdigest()
-    return _LINE.encode(record).encode() + b"\n"
-
-
-def _sealed(record: dict[str, Any]) -> tuple[bytes, AuditEntry]:
-    """The line, and the entry it reads back as (checked before anything is written)."""
-    line = _seal(record)
-    try:
-        return line, AuditEntry.model_validate_json(line)
-    except ValueError:  # lone surrogates (undecodable mail text, say) become U+FFFD
-        text = json.dumps({k: v for k, v in record.items() if k != "hash"}, ensure_ascii=False)
-        line = _seal(json.loads(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")))
-    try:
-        return line, AuditEntry.model_validate_json(line)
-    except ValueError:
-        raise AuditError("the audit entry would not read back (details nested too deeply?)",
-                         "record flatter details") from None
-
-
-def _ts_key(moment: datetime) -> bytes:
-    return _format_ts(moment).encode()
-
-
-def _format_ts(moment: datetime) -> str:
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

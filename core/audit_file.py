@@ -35,7 +35,7 @@ def lower_bound(mm: mmap.mmap, lo: int, hi: int, key: bytes) -> int:
         at = mm.find(_TS_KEY, start, start + 64) + len(_TS_KEY)
         if at < len(_TS_KEY):
             raise AuditTamperedError("an audit line has no ts where expected", RESTORE_HINT)
-        if mm[at: at + len(key)] >= key:
+        if mm[at : at + len(key)] >= key:
             hi = start
         else:
             lo = mm.find(b"\n", start, hi) + 1
@@ -53,7 +53,7 @@ def _rarity(mm: mmap.mmap, lo: int, hi: int, pattern: bytes) -> tuple[int, int]:
     if step <= _SAMPLE_BYTES:
         return mm[lo:hi].count(pattern), -len(pattern)
     spots = range(lo, lo + _SAMPLES * step, step)
-    return sum(mm[a: a + _SAMPLE_BYTES].count(pattern) for a in spots), -len(pattern)
+    return sum(mm[a : a + _SAMPLE_BYTES].count(pattern) for a in spots), -len(pattern)
 
 
 def plan(mm: mmap.mmap, lo: int, hi: int, wanted: dict[str, str]) -> list[bytes]:
@@ -64,8 +64,9 @@ def plan(mm: mmap.mmap, lo: int, hi: int, wanted: dict[str, str]) -> list[bytes]
     return sorted(patterns, key=lambda p: _rarity(mm, lo, hi, p)) if len(patterns) > 1 else patterns
 
 
-def hits(mm: mmap.mmap, lo: int, hi: int, patterns: list[bytes], backwards: bool
-          ) -> Iterator[tuple[int, int]]:
+def hits(
+    mm: mmap.mmap, lo: int, hi: int, patterns: list[bytes], backwards: bool
+) -> Iterator[tuple[int, int]]:
     """(start, end) of each line in [lo, hi) holding every pattern, in file order or reversed."""
     find, rfind, anchor, rest = mm.find, mm.rfind, patterns[0], patterns[1:]
     pos = hi if backwards else lo

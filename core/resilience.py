@@ -67,8 +67,14 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 
 
-def call_with_retry(fn: Callable[..., T], /, *args: Any, policy: RetryPolicy = DEFAULT_POLICY,
-                    sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> T:
+def call_with_retry(
+    fn: Callable[..., T],
+    /,
+    *args: Any,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> T:
     """Call ``fn``, retrying with full-jitter exponential backoff; re-raise the last error."""
     if not is_repeatable(fn):
         name = getattr(fn, "__qualname__", repr(fn))
@@ -134,9 +140,16 @@ def _read_state(path: Path, name: str) -> BreakerSnapshot | None:
 class CircuitBreaker:
     """Thread-safe breaker for one named service, persisted across restarts."""
 
-    def __init__(self, name: str, state_dir: Path, *, failure_threshold: int = 5,
-                 reset_timeout: float = 300.0, clock: Callable[[], float] = time.time,
-                 is_failure: Callable[[BaseException], bool] = _default_is_failure) -> None:
+    def __init__(
+        self,
+        name: str,
+        state_dir: Path,
+        *,
+        failure_threshold: int = 5,
+        reset_timeout: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        is_failure: Callable[[BaseException], bool] = _default_is_failure,
+    ) -> None:
         if failure_threshold < 1 or reset_timeout <= 0:
             raise ValueError("failure_threshold must be >= 1 and reset_timeout > 0")
         self.name = _check_name(name)
@@ -153,8 +166,12 @@ class CircuitBreaker:
         try:
             snap = _read_state(self._path, self.name)
         except (OSError, ValueError) as exc:
-            log.warning("breaker %r: state file %s is unreadable (%s); starting OPEN to be safe",
-                        self.name, self._path, exc)
+            log.warning(
+                "breaker %r: state file %s is unreadable (%s); starting OPEN to be safe",
+                self.name,
+                self._path,
+                exc,
+            )
             self._save(BreakerState.OPEN, 0, self._clock())
             return
         if snap is not None:
@@ -199,8 +216,13 @@ class CircuitBreaker:
 
     def _snapshot(self, state: BreakerState) -> BreakerSnapshot:
         retry_at = self._retry_at() if self._state is BreakerState.OPEN else None
-        return BreakerSnapshot(name=self.name, state=state, failures=self._failures,
-                               opened_at=self._opened_at, retry_at=retry_at)
+        return BreakerSnapshot(
+            name=self.name,
+            state=state,
+            failures=self._failures,
+            opened_at=self._opened_at,
+            retry_at=retry_at,
+        )
 
     def _admit(self) -> bool:
         """Let a call through (True if it is the half-open trial) or raise CircuitOpenError."""
@@ -276,8 +298,9 @@ def get_breaker(name: str, state_dir: Path, **kwargs: Any) -> CircuitBreaker:
         return _registry[key]
 
 
-def breaker_snapshots(state_dir: Path, *,
-                      clock: Callable[[], float] = time.time) -> list[BreakerSnapshot]:
+def breaker_snapshots(
+    state_dir: Path, *, clock: Callable[[], float] = time.time
+) -> list[BreakerSnapshot]:
     """Every persisted breaker under ``state_dir``, sorted by name; unreadable ones show OPEN."""
     folder = Path(state_dir) / "breakers"
     names = sorted(p.stem for p in folder.glob("*.json") if _NAME_RE.fullmatch(p.stem))
@@ -290,8 +313,9 @@ def _snapshot_from_file(path: Path, name: str, now: float) -> BreakerSnapshot | 
         snap = _read_state(path, name)
     except (OSError, ValueError) as exc:
         log.warning("breaker %r: state file %s is unreadable (%s); shown OPEN", name, path, exc)
-        return BreakerSnapshot(name=name, state=BreakerState.OPEN, failures=0,
-                               opened_at=None, retry_at=None)
+        return BreakerSnapshot(
+            name=name, state=BreakerState.OPEN, failures=0, opened_at=None, retry_at=None
+        )
     if snap and snap.state is BreakerState.OPEN and snap.retry_at and now >= snap.retry_at:
         return snap.model_copy(update={"state": BreakerState.HALF_OPEN})
     return snap

@@ -19,8 +19,19 @@ from core.errors import AuditError, AuditTamperedError
 
 REPO = Path(__file__).resolve().parents[2]
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-FIELDS = ["seq", "ts", "actor", "category", "action", "target", "status", "dry_run", "details",
-          "prev", "hash"]
+FIELDS = [
+    "seq",
+    "ts",
+    "actor",
+    "category",
+    "action",
+    "target",
+    "status",
+    "dry_run",
+    "details",
+    "prev",
+    "hash",
+]
 
 
 @pytest.fixture
@@ -34,18 +45,32 @@ def log(root: Path) -> AuditLog:
 
 
 def add(log: AuditLog, **overrides: Any) -> AuditEntry:
-    fields: dict[str, Any] = {"actor": "approval_watcher", "category": "email",
-                              "action": "send_email", "target": "Done/EMAIL_1.md",
-                              "status": "ok", "dry_run": False, "details": {}}
+    fields: dict[str, Any] = {
+        "actor": "approval_watcher",
+        "category": "email",
+        "action": "send_email",
+        "target": "Done/EMAIL_1.md",
+        "status": "ok",
+        "dry_run": False,
+        "details": {},
+    }
     fields.update(overrides)
     return log.append(**fields)
 
 
 def forge_line(seq: int, ts: str, prev: str, **overrides: Any) -> tuple[str, str]:
     """An entry built from the documented formula alone (independent of the module)."""
-    record: dict[str, Any] = {"seq": seq, "ts": ts, "actor": "forger", "category": "email",
-                              "action": "send_email", "target": f"Done/T{seq}.md",
-                              "status": "ok", "dry_run": True, "details": {}}
+    record: dict[str, Any] = {
+        "seq": seq,
+        "ts": ts,
+        "actor": "forger",
+        "category": "email",
+        "action": "send_email",
+        "target": f"Done/T{seq}.md",
+        "status": "ok",
+        "dry_run": True,
+        "details": {},
+    }
     record.update(overrides)
     record["prev"] = prev
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -75,8 +100,14 @@ def child(code: str, *args: str, fault: str | None = None) -> subprocess.Complet
     env.pop("AI_EMPLOYEE_FAULT", None)
     if fault:
         env["AI_EMPLOYEE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 # -- format, append, last ------------------------------------------------------------------
@@ -93,7 +124,8 @@ def test_lines_follow_the_documented_format_and_chain(log: AuditLog) -> None:
         assert list(data) == FIELDS
         assert TS.match(data["ts"])
         expected, digest = forge_line(
-            data["seq"], data["ts"], prev, **{k: data[k] for k in FIELDS[2:9]})
+            data["seq"], data["ts"], prev, **{k: data[k] for k in FIELDS[2:9]}
+        )
         assert line.decode() == expected
         assert entry == AuditEntry(**data)
         assert data["prev"] == prev and data["hash"] == digest
@@ -127,8 +159,9 @@ def test_lines_are_ascii_and_round_trip_unicode(log: AuditLog) -> None:
 
 def test_lone_surrogates_are_replaced_so_the_line_reads_back(log: AuditLog) -> None:
     # e.g. mail text decoded with errors="surrogateescape"
-    entry = add(log, target="Done/bad\udce9.md",
-                details={"subject": "x\ud800y", "ok": "\U0001f600"})
+    entry = add(
+        log, target="Done/bad\udce9.md", details={"subject": "x\ud800y", "ok": "\U0001f600"}
+    )
     assert entry.target == "Done/bad\ufffd.md"
     assert entry.details == {"subject": "x\ufffdy", "ok": "\U0001f600"}
     assert log.last() == entry and add(log).seq == 2
@@ -158,9 +191,15 @@ def test_zone_is_validated_and_zones_have_their_own_files(root: Path) -> None:
 
 def test_secret_looking_details_are_redacted_recursively(log: AuditLog) -> None:
     details = {
-        "Password": "hunter2", "api_key": "k1", "ApiKey": "k2", "refresh_token": "t",
-        "Authorization": "Bearer x", "session-cookie": "c", "PRIVATE_KEY": "p",
-        "client_secret": "s", "passwd": "p2",
+        "Password": "hunter2",
+        "api_key": "k1",
+        "ApiKey": "k2",
+        "refresh_token": "t",
+        "Authorization": "Bearer x",
+        "session-cookie": "c",
+        "PRIVATE_KEY": "p",
+        "client_secret": "s",
+        "passwd": "p2",
         "nested": {"deeper": {"token": "t2", "keep": "visible"}, "list": [{"secret": 1}, 2]},
         "subject": "hello",
     }
@@ -178,11 +217,18 @@ def test_secret_looking_details_are_redacted_recursively(log: AuditLog) -> None:
     assert log.last() == entry
 
 
-@pytest.mark.parametrize("details", [
-    {"when": datetime(2026, 1, 1)}, {"raw": b"bytes"}, {"ratio": float("nan")}, {"s": {1, 2}},
-])
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"when": datetime(2026, 1, 1)},
+        {"raw": b"bytes"},
+        {"ratio": float("nan")},
+        {"s": {1, 2}},
+    ],
+)
 def test_details_that_are_not_json_are_refused_and_nothing_is_written(
-        log: AuditLog, details: dict[str, Any]) -> None:
+    log: AuditLog, details: dict[str, Any]
+) -> None:
     add(log)
     with pytest.raises(AuditError, match="not JSON-serializable"):
         add(log, details=details)
@@ -206,9 +252,15 @@ def test_details_too_deep_to_read_back_are_refused(log: AuditLog, depth: int) ->
     assert len(lines_of(log)) == 1 and log.verify().ok
 
 
-@pytest.mark.parametrize("overrides", [
-    {"actor": 7}, {"status": None}, {"dry_run": "yes"}, {"details": ["not", "a", "dict"]},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"actor": 7},
+        {"status": None},
+        {"dry_run": "yes"},
+        {"details": ["not", "a", "dict"]},
+    ],
+)
 def test_fields_of_the_wrong_type_are_refused(log: AuditLog, overrides: dict[str, Any]) -> None:
     with pytest.raises(AuditError):
         add(log, **overrides)
@@ -226,16 +278,29 @@ def populate(log: AuditLog, n: int = 48) -> list[AuditEntry]:
     out = []
     for i in range(n):
         cat = CATEGORIES[i % 4]
-        out.append(add(log, actor=ACTORS[i % 3], category=cat, action=f"{cat}_{i % 2}",
-                       target=f"Done/T{i}.md", status=STATUSES[(i // 4) % 3],
-                       details={"i": i}))
+        out.append(
+            add(
+                log,
+                actor=ACTORS[i % 3],
+                category=cat,
+                action=f"{cat}_{i % 2}",
+                target=f"Done/T{i}.md",
+                status=STATUSES[(i // 4) % 3],
+                details={"i": i},
+            )
+        )
     return out
 
 
-@pytest.mark.parametrize(("field", "values"), [
-    ("actor", ACTORS), ("category", CATEGORIES), ("status", STATUSES),
-    ("action", ["email_0", "payments_1", "sync_1", "nope"]),
-])
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("actor", ACTORS),
+        ("category", CATEGORIES),
+        ("status", STATUSES),
+        ("action", ["email_0", "payments_1", "sync_1", "nope"]),
+    ],
+)
 def test_query_by_each_equality_filter(log: AuditLog, field: str, values: list[str]) -> None:
     everything = populate(log)
     for value in values:
@@ -246,10 +311,12 @@ def test_query_by_each_equality_filter(log: AuditLog, field: str, values: list[s
 
 def test_query_combines_filters_exactly(log: AuditLog) -> None:
     everything = populate(log)
-    expected = [e for e in everything if e.category == "payments" and e.status == "error"
-                and e.actor == "scheduler"]
-    got = log.query(category="payments", status="error", actor="scheduler",
-                    newest_first=False)
+    expected = [
+        e
+        for e in everything
+        if e.category == "payments" and e.status == "error" and e.actor == "scheduler"
+    ]
+    got = log.query(category="payments", status="error", actor="scheduler", newest_first=False)
     assert got == expected and got
     assert log.query(category="payments", action="email_0") == []
 
@@ -257,13 +324,22 @@ def test_query_combines_filters_exactly(log: AuditLog) -> None:
 def test_a_pattern_inside_details_is_not_a_false_match(log: AuditLog) -> None:
     real = add(log, category="payments", status="error")
     # These details serialise to exactly the bytes a real field takes in a line.
-    decoy = {"x": 1, "category": "payments", "action": "a", "status": "error", "dry_run": 1,
-             "actor": "approval_watcher", "target": "t"}
-    fake = add(log, category="email", status="ok", actor="someone", action="other",
-               details=decoy)
+    decoy = {
+        "x": 1,
+        "category": "payments",
+        "action": "a",
+        "status": "error",
+        "dry_run": 1,
+        "actor": "approval_watcher",
+        "target": "t",
+    }
+    fake = add(log, category="email", status="ok", actor="someone", action="other", details=decoy)
     assert b'"category":"payments","action":' in lines_of(log)[1]
-    for kw in ({"category": "payments"}, {"status": "error"},
-               {"category": "payments", "status": "error"}):
+    for kw in (
+        {"category": "payments"},
+        {"status": "error"},
+        {"category": "payments", "status": "error"},
+    ):
         assert log.query(**kw) == [real]
         assert log.query(**kw, newest_first=False, limit=5) == [real]
     assert log.query(action="a") == [] and log.query(actor="approval_watcher") == [real]
@@ -271,8 +347,9 @@ def test_a_pattern_inside_details_is_not_a_false_match(log: AuditLog) -> None:
     # may sit in details after the real fields: the line must still match.
     for _ in range(3):
         add(log, category="email", status="ok")  # makes the category the rarer pattern
-    both = add(log, category="payments", status="ok",
-               details={"category": "payments", "action": "z"})
+    both = add(
+        log, category="payments", status="ok", details={"category": "payments", "action": "z"}
+    )
     assert log.query(category="payments", status="ok", limit=1) == [both]
     assert log.query(category="payments", status="ok") == [both]
     assert log.query(category="payments", limit=10) == [both, real]  # each line once
@@ -307,27 +384,37 @@ def test_time_range_queries_match_a_full_scan(log: AuditLog) -> None:
     stamps = [iso(base + timedelta(seconds=s)) for s in offsets for _ in range(1 + s % 3)]
     prev, lines = GENESIS, []
     for seq, ts in enumerate(stamps, 1):
-        line, prev = forge_line(seq, ts, prev, details={"pad": "p" * (seq * 7919 % 3000)},
-                                category=CATEGORIES[seq % 4])
+        line, prev = forge_line(
+            seq, ts, prev, details={"pad": "p" * (seq * 7919 % 3000)}, category=CATEGORIES[seq % 4]
+        )
         lines.append(line)
     log.path.parent.mkdir(parents=True)
     log.path.write_text("".join(lines))
     assert log.verify().ok
     everything = log.query(newest_first=False)
     assert len(everything) == len(stamps)
-    probes = [base - timedelta(days=1), base, base + timedelta(seconds=1),
-              base + timedelta(seconds=99, microseconds=1), base + timedelta(seconds=200),
-              base + timedelta(seconds=333), base + timedelta(days=2)]
+    probes = [
+        base - timedelta(days=1),
+        base,
+        base + timedelta(seconds=1),
+        base + timedelta(seconds=99, microseconds=1),
+        base + timedelta(seconds=200),
+        base + timedelta(seconds=333),
+        base + timedelta(days=2),
+    ]
     for since in [None, *probes]:
         for until in [None, *probes]:
-            expected = [e for e in everything
-                        if (since is None or e.ts >= iso(since))
-                        and (until is None or e.ts < iso(until))]
+            expected = [
+                e
+                for e in everything
+                if (since is None or e.ts >= iso(since)) and (until is None or e.ts < iso(until))
+            ]
             got = log.query(since=since, until=until, newest_first=False)
             assert got == expected, (since, until)
             assert log.query(since=since, until=until, limit=4) == expected[::-1][:4]
             assert log.query(since=since, until=until, category="sync") == [
-                e for e in expected[::-1] if e.category == "sync"]
+                e for e in expected[::-1] if e.category == "sync"
+            ]
 
 
 def test_time_range_takes_naive_as_utc_and_converts_other_zones(log: AuditLog) -> None:
@@ -377,9 +464,18 @@ def test_edited_field_is_a_hash_mismatch_at_that_entry(log: AuditLog) -> None:
 def test_edited_and_rehashed_entry_breaks_the_next_link(log: AuditLog) -> None:
     entries = five(log)
     lines = lines_of(log)
-    forged, _ = forge_line(3, entries[2].ts, entries[1].hash, actor="approval_watcher",
-                           category="email", action="send_email", target="Done/T3.md",
-                           status="ok", dry_run=False, details={"i": 999})
+    forged, _ = forge_line(
+        3,
+        entries[2].ts,
+        entries[1].hash,
+        actor="approval_watcher",
+        category="email",
+        action="send_email",
+        target="Done/T3.md",
+        status="ok",
+        dry_run=False,
+        details={"i": 999},
+    )
     lines[2] = forged.encode()
     rewrite(log, lines)
     report = log.verify()
@@ -433,8 +529,9 @@ def test_rewritten_last_entry_is_caught_by_the_checkpoint(log: AuditLog) -> None
     with pytest.raises(AuditTamperedError, match="rewritten"):
         log.last()
     with pytest.raises(AuditTamperedError, match="rewritten"):
-        AuditLog(log.path.parent.parent).append(actor="a", category="c", action="a",
-                                                target="t", status="ok", dry_run=True)
+        AuditLog(log.path.parent.parent).append(
+            actor="a", category="c", action="a", target="t", status="ok", dry_run=True
+        )
 
 
 def test_deleted_log_is_truncation_and_appending_refuses(log: AuditLog) -> None:
@@ -465,8 +562,7 @@ def test_unparsable_and_hand_edited_lines_are_reported(log: AuditLog) -> None:
     assert "edited by hand" in report.problem
     data = json.loads(good[2])
     moved = {k: v for k, v in data.items() if k != "ts"} | {"ts": data["ts"]}  # same content
-    rewrite(log, [*good[:2], json.dumps(moved, separators=(",", ":")).encode() + b"\n",
-                  *good[3:]])
+    rewrite(log, [*good[:2], json.dumps(moved, separators=(",", ":")).encode() + b"\n", *good[3:]])
     report = log.verify()
     assert (report.first_bad_seq, report.first_bad_line) == (3, 3)
     assert "edited by hand" in report.problem
@@ -486,20 +582,26 @@ def test_unreadable_checkpoint_is_reported_and_blocks_appends(log: AuditLog, roo
     report = log.verify()
     assert not report.ok and report.entries == 5 and "checkpoint" in report.problem
     with pytest.raises(AuditTamperedError, match="checkpoint"):
-        AuditLog(root).append(actor="a", category="c", action="a", target="t", status="ok",
-                              dry_run=True)
+        AuditLog(root).append(
+            actor="a", category="c", action="a", target="t", status="ok", dry_run=True
+        )
 
 
 def test_torn_tail_is_reported_then_moved_aside_by_the_next_append(
-        log: AuditLog, root: Path) -> None:
+    log: AuditLog, root: Path
+) -> None:
     five(log)
     with log.path.open("ab") as f:
         f.write(b'{"seq":6,"ts":"2026-')
     report = log.verify()
     assert not report.ok and report.entries == 5
     assert report.first_bad_line == 6 and "torn" in report.problem
-    assert AuditLog(root).append(actor="a", category="c", action="a", target="t", status="ok",
-                                 dry_run=True).seq == 6
+    assert (
+        AuditLog(root)
+        .append(actor="a", category="c", action="a", target="t", status="ok", dry_run=True)
+        .seq
+        == 6
+    )
     assert (root / ".state" / "audit-local.torn").read_bytes() == b'{"seq":6,"ts":"2026-\n'
     report = log.verify()
     assert report.ok and report.entries == 6
@@ -521,9 +623,15 @@ print("acknowledged", flush=True)
 
 @pytest.mark.slow
 def test_four_processes_appending_at_once_leave_one_gapless_chain(root: Path) -> None:
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, str(root), f"p{n}", "200"],
-                              env={**os.environ, "PYTHONPATH": str(REPO)},
-                              stdout=subprocess.PIPE, text=True) for n in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(root), f"p{n}", "200"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0 and "acknowledged" in out
@@ -539,11 +647,15 @@ def test_four_processes_appending_at_once_leave_one_gapless_chain(root: Path) ->
 
 @pytest.mark.slow
 def test_last_and_query_never_see_a_false_truncation_while_another_process_appends(
-        root: Path) -> None:
+    root: Path,
+) -> None:
     add(AuditLog(root))
-    writer = subprocess.Popen([sys.executable, "-c", APPENDER, str(root), "w", "400"],
-                              env={**os.environ, "PYTHONPATH": str(REPO)},
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(root), "w", "400"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     log, seen = AuditLog(root), [0]
     while writer.poll() is None:
         entry = log.last()  # raises if it mistook a growing log for a cut-off one
@@ -555,9 +667,14 @@ def test_last_and_query_never_see_a_false_truncation_while_another_process_appen
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fault", "written"), [
-    ("audit:after_write", True), ("audit:after_fsync", True), ("audit:mid_write", False),
-])
+@pytest.mark.parametrize(
+    ("fault", "written"),
+    [
+        ("audit:after_write", True),
+        ("audit:after_fsync", True),
+        ("audit:mid_write", False),
+    ],
+)
 def test_a_killed_append_loses_nothing_acknowledged(root: Path, fault: str, written: bool) -> None:
     done = child(APPENDER, str(root), "before", "3")
     assert done.returncode == 0 and "acknowledged" in done.stdout

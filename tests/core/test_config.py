@@ -20,8 +20,8 @@ def test_defaults_are_safe(isolated_env: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"), [("true", True), ("1", True), ("YES", True), ("false", False),
-                          ("0", False), ("off", False)],
+    ("raw", "expected"),
+    [("true", True), ("1", True), ("YES", True), ("false", False), ("0", False), ("off", False)],
 )
 def test_dry_run_values(raw: str, expected: bool) -> None:
     assert load_settings({"DRY_RUN": raw}).dry_run is expected

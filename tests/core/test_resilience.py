@@ -227,7 +227,10 @@ def test_half_open_after_reset_timeout_and_trial_success_closes(tmp_path: Path) 
     assert breaker.call(lambda: "pong") == "pong"
     snap = breaker.snapshot()
     assert (snap.state, snap.failures, snap.opened_at, snap.retry_at) == (
-        BreakerState.CLOSED, 0, None, None,
+        BreakerState.CLOSED,
+        0,
+        None,
+        None,
     )
 
 
@@ -360,17 +363,25 @@ def test_open_state_survives_in_a_separate_process(tmp_path: Path) -> None:
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert out.stdout.split() == ["open", "5"]
 
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"", b'{"name": "gmail", "state": "open"}',
-     b'{"name": "odoo", "state": "closed", "failures": 0, "opened_at": null, "retry_at": null}',
-     b'{"name": "gmail", "state": "open", "failures": 1, "opened_at": null, "retry_at": null}',
-     b"\xff\xfe"],
+    [
+        b"{not json",
+        b"",
+        b'{"name": "gmail", "state": "open"}',
+        b'{"name": "odoo", "state": "closed", "failures": 0, "opened_at": null, "retry_at": null}',
+        b'{"name": "gmail", "state": "open", "failures": 1, "opened_at": null, "retry_at": null}',
+        b"\xff\xfe",
+    ],
     ids=["garbage", "empty", "missing-fields", "wrong-name", "open-without-time", "not-utf8"],
 )
 def test_corrupt_state_file_starts_open_with_a_warning(
