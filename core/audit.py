@@ -18,9 +18,10 @@ from pydantic import BaseModel
 
 from core import audit_file as af
 from core import audit_format as fmt
+from core import faults
 from core.audit_format import GENESIS, REDACTED, AuditEntry
 from core.errors import AuditError, AuditTamperedError
-from core.faults import FAULT_ENV, fault_point
+from core.faults import fault_point
 from core.fsutil import fsync_dir, locked, write_all
 
 ZONES = ("local", "cloud")
@@ -210,7 +211,7 @@ class AuditLog:
 
     def _write(self, fd: int, line: bytes) -> None:
         try:
-            if os.environ.get(FAULT_ENV) == "audit:mid_write":  # crash tests only: a torn line
+            if faults.ACTIVE_FAULT == "audit:mid_write":  # crash tests only: a torn line
                 os.write(fd, line[: len(line) // 2])
                 fault_point("audit:mid_write")
             write_all(fd, line)
