@@ -17,5 +17,5 @@ ACTIVE_FAULT = os.environ.get(FAULT_ENV)
 
 def fault_point(name: str) -> None:
     """Kill this process here if the environment named this fault point at start."""
-    if ACTIVE_FAULT == name:
+    if name == ACTIVE_FAULT:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -41,15 +41,14 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _write_temp(folder: Path, name: str, data: bytes, mode: int, durable: bool) -> Path:
+def _write_temp(folder: Path, name: str, data: bytes, mode: int) -> Path:
     tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         fault_point("write:after_create")
         write_all(fd, data)
         fault_point("write:after_write")
-        if durable:
-            os.fsync(fd)
+        os.fsync(fd)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -58,23 +57,24 @@ def _write_temp(folder: Path, name: str, data: bytes, mode: int, durable: bool) 
     return tmp
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_folder: bool = True) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a part.
 
-    ``durable=False`` skips the fsyncs: still atomic, but a power cut may bring
-    back the old content. Use it only where the old content is a safe state.
+    The data is always fsynced before the rename. ``sync_folder=False`` skips the
+    folder fsync: a power cut may then bring back the old file, whole. Use it only
+    where the old file is a safe state.
     """
-    tmp = _write_temp(path.parent, path.name, data, mode, durable)
+    tmp = _write_temp(path.parent, path.name, data, mode)
     fault_point("write:before_rename")
     os.rename(tmp, path)
     fault_point("write:after_rename")
-    if durable:
+    if sync_folder:
         fsync_dir(path.parent)
 
 
 def atomic_create(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Create ``path`` with ``data`` atomically and durably; FileExistsError if it exists."""
-    tmp = _write_temp(path.parent, path.name, data, mode, durable=True)
+    tmp = _write_temp(path.parent, path.name, data, mode)
     fault_point("write:before_rename")
     try:
         _move(tmp, path)
@@ -99,10 +99,20 @@ def _rename_noreplace(src: Path, dst: Path) -> bool:
 
 
 def _move(src: Path, dst: Path) -> None:
-    if not _rename_noreplace(src, dst):
-        os.link(src, dst, follow_symlinks=False)
-        fault_point("move:after_link")
+    if _rename_noreplace(src, dst):
+        return
+    os.link(src, dst, follow_symlinks=False)
+    fault_point("move:after_link")
+    try:
         os.unlink(src)
+    except FileNotFoundError:
+        # Another mover linked the same file too and unlinked it first: it won.
+        # Take back our own link (same inode) so the file is in one place only.
+        # If ours is the only name left, the file is ours after all.
+        if os.stat(dst, follow_symlinks=False).st_nlink == 1:
+            return
+        os.unlink(dst)
+        raise
 
 
 def move_no_replace(src: Path, dst: Path, *, durable: bool = True) -> None:

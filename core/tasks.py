@@ -32,7 +32,14 @@ _FIRST_BOUNDARY = re.compile(r"-{3,}[ \t]*\r?\n")
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe loader that refuses duplicate keys instead of letting the last one win."""
+    """Safe loader that refuses duplicate keys and anchors/aliases (no expansion bombs)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML anchors and aliases are not allowed", node.start_mark
+            )
+        return super().construct_object(node, deep=deep)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
@@ -135,10 +142,11 @@ def untrusted_block(text: str) -> str:
 
 def render(meta: Mapping[str, Any], body: str = "") -> str:
     """Render frontmatter + body; refuse anything that would not read back identically."""
-    post = frontmatter.Post(body.strip("\n"), handler=HANDLER, **dict(meta))
+    post = frontmatter.Post(body.strip("\n"), handler=HANDLER)
+    post.metadata = dict(meta)  # not **meta: keys such as "content" or "handler" are data
     try:
         text = frontmatter.dumps(post, handler=HANDLER) + "\n"
-    except yaml.YAMLError:
+    except (yaml.YAMLError, TypeError, ValueError, RecursionError):
         raise TaskFileError(
             "Frontmatter holds a value YAML cannot write", "pass plain strings, numbers and lists"
         ) from None
@@ -165,8 +173,10 @@ def _split(text: str, name: str) -> tuple[dict[str, Any], str]:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
+        why = f": {exc.problem}" if getattr(exc, "problem", None) else ""
         raise TaskFileError(
-            f"{name} has invalid YAML frontmatter{line}", "fix the YAML between the '---' lines"
+            f"{name} has invalid YAML frontmatter{line}{why}",
+            "fix the YAML between the '---' lines",
         ) from None
     if not isinstance(meta, dict):
         raise TaskFileError(f"{name} frontmatter is not a mapping", "write it as key: value lines")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import heapq
 import os
 import stat
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from core import tasks
 from core.audit import AuditLog
@@ -26,7 +28,7 @@ from core.errors import (
     TaskNotFoundError,
     VaultError,
 )
-from core.fsutil import atomic_create, atomic_write, move_no_replace
+from core.fsutil import atomic_create, atomic_write, locked, move_no_replace
 from core.paths import confine, split_relative
 from core.tasks import TaskDoc, TaskMeta, utc_now
 
@@ -49,6 +51,7 @@ FOLDERS = (
     "Logs",
 )
 NEEDS_ACTION = "Needs_Action"
+CEO_ONLY = ("Approved", "Rejected")
 DONE = "Done"
 
 
@@ -166,8 +169,13 @@ class Vault:
     # -- writing --------------------------------------------------------------------------
     def create(self, folder: str, name: str, meta: TaskMeta, body: str = "") -> Path:
         """Write a new task file; never replaces an existing one."""
+        if folder.split("/")[0] in CEO_ONLY:
+            raise VaultError(
+                f"{folder}/ is written only by the CEO", "write an approval request instead"
+            )
         path = self.folder(folder) / _task_name(name)
         data = tasks.render(meta.to_frontmatter(), body).encode()
+        self.audit_ready()
         try:
             atomic_create(path, data)
         except FileExistsError:
@@ -177,17 +185,17 @@ class Vault:
         self.record("vault", "create", f"{folder}/{name}", task_id=meta.id, type=meta.type)
         return path
 
-    def _restamp(
-        self, path: Path, durable: bool = True, doc: TaskDoc | None = None, **changes: Any
-    ) -> TaskDoc:
-        doc = doc or tasks.read_task_file(path)
-        fields = {**doc.meta.to_frontmatter(), **changes}
-        fields = {key: value for key, value in fields.items() if value is not None}
-        doc = TaskDoc(meta=TaskMeta.model_validate(fields), body=doc.body)
-        atomic_write(
-            path, tasks.render(doc.meta.to_frontmatter(), doc.body).encode(), durable=durable
-        )
-        return doc
+    @contextmanager
+    def task_lock(self, name: str) -> Iterator[None]:
+        """Serialize read-stamp-move of one task name across processes (64 striped locks)."""
+        stripe = zlib.crc32(name.encode()) % 64
+        with locked(self.state_dir / "locks" / f"task-{stripe:02d}.lock"):
+            yield
+
+    def audit_ready(self) -> None:
+        """Fail before acting, not after, if the audit trail cannot take the entry."""
+        if self.audit is not None:
+            self.audit.last()
 
     # -- claim-by-move --------------------------------------------------------------------
     def claim(self, name: str, zone: str) -> TaskDoc:
@@ -195,25 +203,26 @@ class Vault:
         name, zone = _task_name(name), _check_zone(zone)
         source = self.root / NEEDS_ACTION / name
         target = self.root / "In_Progress" / zone / name
+        stamp = {"claimed_by": zone, "claimed_at": tasks.iso_utc(), "status": "in_progress"}
         seen, doc = self._claimable(source)
-        try:
-            # Not fsynced: rename is atomic, and a claim lost to a power cut only
-            # returns the task to Needs_Action, which is a safe state.
-            move_no_replace(source, target, durable=False)
-        except FileNotFoundError:
-            raise self._already_claimed(name) from None
-        except FileExistsError:
-            raise TargetExistsError(
-                f"In_Progress/{zone}/{name} already exists",
-                "complete or release that task first, then claim again",
-            ) from None
-        data = tasks.read_bytes_safely(target)
-        if data != seen:  # edited between our read and our move: stamp what we now own
-            doc = tasks.parse_bytes(data, name=name)
-        stamp = tasks.iso_utc()
-        doc = self._restamp(
-            target, False, doc, claimed_by=zone, claimed_at=stamp, status="in_progress"
-        )
+        doc, data = stamped(doc, **stamp)  # rendered before the move: a bad file stays put
+        self.audit_ready()
+        with self.task_lock(name):
+            try:
+                move_no_replace(source, target, durable=False)
+            except FileNotFoundError:
+                raise self._already_claimed(name) from None
+            except FileExistsError:
+                raise TargetExistsError(
+                    f"In_Progress/{zone}/{name} already exists",
+                    "complete or release that task first, then claim again",
+                ) from None
+            now = tasks.read_bytes_safely(target)
+            if now != seen:  # edited between our read and our move: stamp what we now own
+                doc, data = stamped(tasks.parse_bytes(now, name=name), **stamp)
+            # The folder is not fsynced: a claim lost to a power cut returns the task to
+            # Needs_Action, a safe state. The file itself is, so it is never left empty.
+            atomic_write(target, data, sync_folder=False)
         self.record("vault", "claim", f"In_Progress/{zone}/{name}", claimed_by=zone)
         return doc
 
@@ -252,26 +261,30 @@ class Vault:
 
     def release(self, name: str, zone: str, reason: str = "released") -> Path:
         """Give a claimed task back to Needs_Action, clearing the claim fields."""
-        path = self._claimed_path(name, zone)
-        self._restamp(
-            path, status="pending", claimed_by=None, claimed_at=None, released_because=reason
-        )
-        target = self.root / NEEDS_ACTION / path.name
-        try:
+        target = self.root / NEEDS_ACTION / _task_name(name)
+        self.audit_ready()
+        with self.task_lock(name):
+            path = self._claimed_path(name, zone)
+            if target.exists():
+                raise TargetExistsError(
+                    f"Needs_Action/{name} exists again", "rename one of the two files, then release"
+                )
+            changes = {"status": "pending", "claimed_by": None, "claimed_at": None}
+            _, data = stamped(tasks.read_task_file(path), **changes, released_because=reason)
+            atomic_write(path, data)
             move_no_replace(path, target)
-        except FileExistsError:
-            raise TargetExistsError(
-                f"Needs_Action/{name} exists again", "rename one of the two files, then release"
-            ) from None
-        self.record("vault", "release", f"{NEEDS_ACTION}/{path.name}", zone=zone, reason=reason)
+        self.record("vault", "release", f"{NEEDS_ACTION}/{name}", zone=zone, reason=reason)
         return target
 
     def complete(self, name: str, zone: str, summary: str = "") -> Path:
         """Mark a claimed task done and move it to Done/ (a suffix is added on a name clash)."""
-        path = self._claimed_path(name, zone)
-        now = tasks.iso_utc()
-        self._restamp(path, status="done", completed_at=now, summary=summary or None)
-        target = self._move_unique(path, self.root / DONE)
+        self.audit_ready()
+        with self.task_lock(name):
+            path = self._claimed_path(name, zone)
+            changes = {"status": "done", "completed_at": tasks.iso_utc()}
+            _, data = stamped(tasks.read_task_file(path), **changes, summary=summary or None)
+            atomic_write(path, data)
+            target = self._move_unique(path, self.root / DONE)
         self.record("vault", "complete", f"{DONE}/{target.name}", zone=zone)
         return target
 
@@ -296,14 +309,23 @@ class Vault:
             for entry in self.list_tasks(f"In_Progress/{each}", limit=None, newest_first=False):
                 path = self.root / entry.rel
                 try:
-                    claimed = _claimed_at(path)
-                except TaskFileError as exc:
-                    result.skipped[entry.rel] = str(exc)
-                    continue
-                if claimed < cutoff:
-                    self.release(entry.name, each, reason=f"claim older than {lease}")
-                    result.released.append(entry.rel)
+                    if _claimed_at(path) < cutoff:
+                        self.release(entry.name, each, reason=f"claim older than {lease}")
+                        result.released.append(entry.rel)
+                except (VaultError, FileNotFoundError) as exc:
+                    result.skipped[entry.rel] = str(exc) or "moved by someone else meanwhile"
         return result
+
+
+def stamped(doc: TaskDoc, **changes: Any) -> tuple[TaskDoc, bytes]:
+    """The task with ``changes`` applied (None removes a field) and its rendered bytes."""
+    fields = {**doc.meta.to_frontmatter(), **changes}
+    fields = {key: value for key, value in fields.items() if value is not None}
+    try:
+        meta = TaskMeta.model_validate(fields)
+    except ValidationError:
+        raise TaskFileError("the updated fields are not valid", "check the values passed") from None
+    return TaskDoc(meta=meta, body=doc.body), tasks.render(meta.to_frontmatter(), doc.body).encode()
 
 
 def _claimed_at(path: Path) -> datetime:

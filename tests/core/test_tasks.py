@@ -399,15 +399,29 @@ def test_python_tag_as_a_value_string_is_plain_data(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_anchors_and_aliases_in_a_file_are_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "a: &name hello\nb: *name\n",
+        "c: &list [1, 2]\nd: *list\n",
+        "rec: &r [*r]\n",
+        'l0: &a ["x","x"]\nl1: &b [*a,*a]\nl2: &c [*b,*b]\nl3: &d [*c,*c]\nl4: [*d,*d]\n',
+    ],
+    ids=["scalar-alias", "list-alias", "self-reference", "expansion-bomb"],
+)
+def test_anchors_and_aliases_are_refused(tmp_path: Path, extra: str) -> None:
     path = tmp_path / "TASK_1.md"
-    path.write_text(
-        HEADER[:-4] + "a: &name hello\nb: *name\nc: &list [1, 2]\nd: *list\n---\n",
-        encoding="utf-8",
-    )
-    doc = read_task_file(path)
-    assert doc.meta.model_extra == {"a": "hello", "b": "hello", "c": [1, 2], "d": [1, 2]}
-    assert doc.meta.status == "pending"
+    path.write_text(HEADER[:-4] + extra + "---\n", encoding="utf-8")
+    before = path.read_bytes()
+    with pytest.raises(TaskFileError, match=r"TASK_1\.md.*anchors and aliases"):
+        read_task_file(path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("key", ["content", "handler", "metadata"])
+def test_keys_that_name_library_arguments_are_plain_data(key: str) -> None:
+    meta = {"id": "T1", "type": "email", "created": "2026-01-01T00:00:00Z", key: "x"}
+    assert parse(render(meta, "body"), name="t.md").meta.model_extra == {key: "x"}
 
 
 # --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from core import tasks
 from core.audit import AuditLog
 from core.errors import (
     AlreadyClaimedError,
+    AuditTamperedError,
     TargetExistsError,
     TaskFileError,
     TaskNotFoundError,
@@ -196,3 +197,24 @@ def test_every_change_is_audited(vault: Vault) -> None:
     actions = [e.action for e in log.query(newest_first=False)]
     assert actions == ["create", "claim", "release", "claim", "complete"]
     assert log.verify().ok
+
+
+@pytest.mark.parametrize("folder", ["Approved/email", "Approved/payments", "Rejected"])
+def test_create_never_writes_where_only_the_ceo_writes(vault: Vault, folder: str) -> None:
+    with pytest.raises(VaultError, match="only by the CEO"):
+        vault.create(folder, "SEND_x.md", make_meta("approval_request"))
+    assert not any((vault.root / folder).glob("*.md"))
+
+
+def test_a_tampered_audit_trail_stops_changes_before_they_happen(vault: Vault) -> None:
+    vault.create("Needs_Action", "EMAIL_1.md", make_meta())
+    vault.create("Needs_Action", "EMAIL_2.md", make_meta())
+    log = vault.root / "Logs/audit-local.jsonl"
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    with pytest.raises(AuditTamperedError):
+        vault.claim("EMAIL_1.md", "local")
+    with pytest.raises(AuditTamperedError):
+        vault.create("Needs_Action", "EMAIL_3.md", make_meta())
+    assert (vault.root / "Needs_Action/EMAIL_1.md").exists()
+    assert not (vault.root / "In_Progress/local/EMAIL_1.md").exists()
+    assert not (vault.root / "Needs_Action/EMAIL_3.md").exists()
