@@ -31,7 +31,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     settings = load_settings()
     result = init_vault(args.path or settings.vault_path)
     vault = Vault(result.vault, audit=AuditLog(result.vault, settings.zone), actor="cli")
-    vault.record("vault", "init", ".", details={"created": len(result.created)})
+    vault.record("vault", "init", ".", created=len(result.created))
     print(f"Vault ready at {result.vault}")
     print(f"  files created: {len(result.created)}, existing files kept: {len(result.kept)}")
     print(f"  git: {result.git}")

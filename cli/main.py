@@ -51,6 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AIEmployeeError as exc:
         print(f"ai-employee: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(
+            f"ai-employee: {exc.strerror or exc}{where}. Check the path and its permissions, "
+            "then run the command again; nothing was left half-written",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print("ai-employee: interrupted; nothing was left half-written", file=sys.stderr)
         return 130

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.audit_file import RESTORE_HINT
 from core.errors import AuditError
+from core.secret_scan import REDACTED, redact_text
 
 GENESIS = "0" * 64
-REDACTED = "[redacted]"
 _SECRET_MARKERS = (
     "password",
     "passwd",
@@ -29,6 +29,10 @@ _SECRET_MARKERS = (
     "authorization",
     "cookie",
     "privatekey",
+    "passphrase",
+    "credential",
+    "accesskey",
+    "pwd",
 )
 _TS_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 _LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
@@ -122,7 +126,9 @@ def clean_details(details: dict[str, Any] | None) -> dict[str, Any]:
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: REDACTED if _is_secret_key(k) else _redact(v) for k, v in value.items()}
-    return [_redact(v) for v in value] if isinstance(value, list | tuple) else value
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return redact_text(value) if isinstance(value, str) else value
 
 
 def _is_secret_key(key: object) -> bool:

@@ -46,10 +46,6 @@ class Settings(BaseModel):
     chromium_path: Path = Path("/usr/bin/chromium")
     tz: str = "UTC"
 
-    @property
-    def state_dir(self) -> Path:
-        return self.vault_path / ".state"
-
 
 def parse_env_file(path: Path) -> dict[str, str]:
     """Read KEY=VALUE lines (comments, blank lines, ``export`` and quotes allowed)."""
@@ -99,9 +95,13 @@ def _positive_int(name: str, raw: str) -> int:
 
 
 def _url(name: str, raw: str) -> str:
+    # The value is never echoed: a mistyped URL may hold a password.
     if not re.match(r"^https?://[^\s/]+", raw):
+        raise ConfigError(f"{name} is not an http(s) URL", f"set {name}=https://host[:port]")
+    if "@" in raw.split("/")[2]:
         raise ConfigError(
-            f"{name}={raw!r} is not an http(s) URL", f"set {name}=https://host[:port]"
+            f"{name} has a user name or password in it",
+            f"put only https://host[:port] in {name}; credentials go in their own settings",
         )
     return raw.rstrip("/")
 
@@ -122,8 +122,13 @@ def _env_file(environ: Mapping[str, str]) -> Path | None:
     return None
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real == base or real.startswith(base + os.sep)
+
+
 def _refuse_env_inside_vault(env_file: Path, vault: Path) -> None:
-    if os.path.realpath(env_file).startswith(os.path.realpath(vault) + os.sep):
+    if _inside(env_file, vault):
         raise ConfigError(
             f"the .env file {env_file} is inside the vault, which is synced",
             "move it outside the vault (for example next to the repository)",
@@ -148,13 +153,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     vault = _path(merged.get("VAULT_PATH") or DEFAULT_VAULT)
     if env_file is not None:
         _refuse_env_inside_vault(env_file, vault)
+    secrets_dir = _path(merged.get("SECRETS_DIR") or DEFAULT_SECRETS)
+    if _inside(secrets_dir, vault):
+        raise ConfigError(
+            f"SECRETS_DIR {secrets_dir} is inside the vault, which is synced",
+            "keep tokens outside the vault, for example in ~/.config/ai-employee",
+        )
     get = merged.get
     password = get("ODOO_PASSWORD") or get("ODOO_API_KEY")
     return Settings(
         vault_path=vault,
         zone=_zone(get("ZONE") or "local"),
         dry_run=_bool("DRY_RUN", get("DRY_RUN") or "true"),
-        secrets_dir=_path(get("SECRETS_DIR") or DEFAULT_SECRETS),
+        secrets_dir=secrets_dir,
         claim_lease_minutes=_positive_int(
             "CLAIM_LEASE_MINUTES", get("CLAIM_LEASE_MINUTES") or "60"
         ),

@@ -18,7 +18,8 @@ from pathlib import Path
 from core.errors import UnsafePathError
 
 MAX_PATH_CHARS = 1024
-MAX_COMPONENT_BYTES = 255
+# Room under NAME_MAX (255) for the hidden temp name an atomic write uses beside a file.
+MAX_COMPONENT_BYTES = 200
 _BAD_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")

@@ -200,7 +200,7 @@ def read_bytes_safely(path: Path, *, limit: int = MAX_TASK_BYTES) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise
+        raise  # "someone moved it": callers decide what that means
     except OSError as exc:
         raise TaskFileError(f"{path.name} cannot be opened ({exc.strerror})", "check it") from None
     try:

@@ -8,7 +8,13 @@ import pytest
 
 from core import approvals
 from core.audit import AuditLog
-from core.errors import TargetExistsError, TaskFileError, UnsafePathError, VaultError
+from core.errors import (
+    AuditTamperedError,
+    TargetExistsError,
+    TaskFileError,
+    UnsafePathError,
+    VaultError,
+)
 from core.tasks import iso_utc, utc_now
 from core.vault import Vault
 from tests.core.conftest import make_meta, tree_snapshot
@@ -42,8 +48,30 @@ def test_reject_records_reason(vault: Vault) -> None:
     target = approvals.reject(vault, rel, "too expensive")
     meta = vault.read("Rejected/PAY_acme_2026-11-25.md").meta
     assert target.parent.name == "Rejected"
+    assert not (vault.root / rel).exists()
     assert meta.status == "rejected"
     assert meta.model_extra["reject_reason"] == "too expensive"
+    last = AuditLog(vault.root, "local").last()
+    assert last is not None and (last.category, last.action) == ("approval", "reject")
+    assert last.details == {"reason": "too expensive"}
+
+
+def test_a_tampered_trail_stops_the_decision_before_the_move(vault: Vault) -> None:
+    rel = _request(vault)
+    log = vault.root / "Logs/audit-local.jsonl"
+    log.write_text("")
+    for decide in (approvals.approve, approvals.reject):
+        with pytest.raises(AuditTamperedError):
+            decide(vault, rel)
+        assert (vault.root / rel).exists()
+
+
+def test_kind_field_must_match_the_folder(vault: Vault) -> None:
+    meta = make_meta("approval_request", kind="payments", action="register_payment")
+    vault.create("Pending_Approval/email", "PAY_x.md", meta)
+    with pytest.raises(TaskFileError, match="kind"):
+        approvals.approve(vault, "Pending_Approval/email/PAY_x.md")
+    assert (vault.root / "Pending_Approval/email/PAY_x.md").exists()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ def test_defaults_are_safe(isolated_env: Path) -> None:
     assert settings.dry_run is True
     assert settings.vault_path == isolated_env / "home" / "AI_Employee_Vault"
     assert settings.secrets_dir == isolated_env / "home" / ".config" / "ai-employee"
-    assert settings.state_dir == settings.vault_path / ".state"
 
 
 @pytest.mark.parametrize(
@@ -93,3 +92,9 @@ def test_env_file_naming_a_vault_that_contains_it(isolated_env: Path) -> None:
     (isolated_env / ".env").write_text(f"VAULT_PATH={isolated_env}\n")
     with pytest.raises(ConfigError, match="inside the vault"):
         load_settings({})
+
+
+def test_secrets_dir_inside_the_vault_is_refused(isolated_env: Path) -> None:
+    vault = isolated_env / "vault"
+    with pytest.raises(ConfigError, match="SECRETS_DIR"):
+        load_settings({"VAULT_PATH": str(vault), "SECRETS_DIR": str(vault / "tokens")})
