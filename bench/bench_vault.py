@@ -45,13 +45,14 @@ def _raw_moves(src: Path, dst: Path, count: int) -> float:
 
 
 def _raw_atomic_rewrites(folder: Path, count: int) -> float:
-    """The floor of any crash-safe stamp: a new temp file, written, renamed over the old one."""
+    """The floor of a crash-safe stamp: a temp file written, fsynced, renamed over the old one."""
     _seed(folder, count, "RW")
     start = time.perf_counter()
     for i in range(count):
         tmp = folder / f".RW_{i:06d}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.write(fd, b"x" * 300)
+        os.fsync(fd)
         os.close(fd)
         os.rename(tmp, folder / f"RW_{i:06d}.md")
     return count / (time.perf_counter() - start)
@@ -92,7 +93,7 @@ def bench_claims(base: Path) -> list[Row]:
             "claims/s (claim-by-move + stamp)",
             claims,
             "/s",
-            "create+write+rename loop",
+            "create+write+fsync+rename loop",
             floor,
             "(informative)",
             True,
