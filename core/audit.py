@@ -20,11 +20,11 @@ from core import audit_file as af
 from core import audit_format as fmt
 from core import faults
 from core.audit_format import GENESIS, REDACTED, AuditEntry
+from core.config import ZONES
 from core.errors import AuditError, AuditTamperedError
 from core.faults import fault_point
 from core.fsutil import fsync_dir, locked, write_all
 
-ZONES = ("local", "cloud")
 __all__ = ["GENESIS", "REDACTED", "ZONES", "AuditEntry", "AuditLog", "VerifyReport"]
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from core.errors import ConfigError
 
 ENV_FILE_VAR = "AI_EMPLOYEE_ENV_FILE"
+ZONES = ("local", "cloud")
 DEFAULT_VAULT = "~/AI_Employee_Vault"
 DEFAULT_SECRETS = "~/.config/ai-employee"
 DEFAULT_GMAIL_ENDPOINT = "https://gmail.googleapis.com"
@@ -74,10 +75,8 @@ def _bool(name: str, raw: str) -> bool:
 
 def _zone(raw: str) -> Literal["local", "cloud"]:
     lowered = raw.strip().lower()
-    if lowered == "local":
-        return "local"
-    if lowered == "cloud":
-        return "cloud"
+    if lowered in ZONES:
+        return lowered  # type: ignore[return-value]
     raise ConfigError(
         f"ZONE={raw!r} is not a zone",
         "set ZONE=local on the owner's machine or ZONE=cloud on the cloud VM",

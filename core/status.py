@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -9,9 +10,10 @@ from pydantic import BaseModel
 
 from core import tasks
 from core.audit import AuditEntry, AuditLog
+from core.config import ZONES
 from core.errors import AuditError, TaskFileError
 from core.resilience import BreakerSnapshot, breaker_snapshots
-from core.vault import APPROVAL_KINDS, FOLDERS, ZONES, Vault
+from core.vault import APPROVAL_KINDS, FOLDERS, Vault
 
 
 class PendingApproval(BaseModel):
@@ -47,50 +49,51 @@ def _extra(meta: tasks.TaskMeta, key: str) -> Any:
     return (meta.model_extra or {}).get(key)
 
 
+def _metas(
+    vault: Vault, folders: list[str], unreadable: dict[str, str]
+) -> Iterator[tuple[str, tasks.TaskMeta]]:
+    """(file, frontmatter) of every task in ``folders``; unreadable files are noted, not fatal."""
+    for folder in folders:
+        for entry in vault.list_tasks(folder, limit=None, newest_first=False):
+            try:
+                yield entry.rel, tasks.read_task_file(vault.root / entry.rel).meta
+            except (TaskFileError, FileNotFoundError) as exc:
+                unreadable[entry.rel] = str(exc)
+
+
 def _pending(vault: Vault, unreadable: dict[str, str]) -> list[PendingApproval]:
     now = tasks.utc_now()
     found: list[PendingApproval] = []
-    for kind in APPROVAL_KINDS:
-        for entry in vault.list_tasks(f"Pending_Approval/{kind}", limit=None):
-            try:
-                meta = tasks.read_task_file(vault.root / entry.rel).meta
-            except (TaskFileError, FileNotFoundError) as exc:
-                unreadable[entry.rel] = str(exc)
-                continue
-            expires = tasks.parse_utc(_extra(meta, "expires"))
-            left = (expires - now).total_seconds() / 3600 if expires else None
-            action = _extra(meta, "action")
-            found.append(
-                PendingApproval(
-                    file=entry.rel,
-                    action=str(action) if action else None,
-                    created=meta.created,
-                    expires=expires,
-                    hours_left=round(left, 2) if left is not None else None,
-                )
+    folders = [f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS]
+    for rel, meta in _metas(vault, folders, unreadable):
+        expires = tasks.parse_utc(_extra(meta, "expires"))
+        left = (expires - now).total_seconds() / 3600 if expires else None
+        action = _extra(meta, "action")
+        found.append(
+            PendingApproval(
+                file=rel,
+                action=str(action) if action else None,
+                created=meta.created,
+                expires=expires,
+                hours_left=round(left, 2) if left is not None else None,
             )
+        )
     return sorted(found, key=lambda p: p.created)
 
 
 def _claims(vault: Vault, unreadable: dict[str, str]) -> list[Claim]:
     now = tasks.utc_now()
     found: list[Claim] = []
-    for zone in ZONES:
-        for entry in vault.list_tasks(f"In_Progress/{zone}", limit=None, newest_first=False):
-            try:
-                meta = tasks.read_task_file(vault.root / entry.rel).meta
-            except (TaskFileError, FileNotFoundError) as exc:
-                unreadable[entry.rel] = str(exc)
-                continue
-            age = (now - meta.claimed_at).total_seconds() / 60 if meta.claimed_at else None
-            found.append(
-                Claim(
-                    file=entry.rel,
-                    claimed_by=meta.claimed_by,
-                    claimed_at=meta.claimed_at,
-                    age_minutes=round(age, 1) if age is not None else None,
-                )
+    for rel, meta in _metas(vault, [f"In_Progress/{zone}" for zone in ZONES], unreadable):
+        age = (now - meta.claimed_at).total_seconds() / 60 if meta.claimed_at else None
+        found.append(
+            Claim(
+                file=rel,
+                claimed_by=meta.claimed_by,
+                claimed_at=meta.claimed_at,
+                age_minutes=round(age, 1) if age is not None else None,
             )
+        )
     return found
 
 

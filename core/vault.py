@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from core import tasks
 from core.audit import AuditLog
+from core.config import ZONES
 from core.errors import (
     AlreadyClaimedError,
     TargetExistsError,
@@ -32,7 +33,6 @@ from core.fsutil import atomic_create, atomic_write, locked, move_no_replace
 from core.paths import confine, split_relative
 from core.tasks import TaskDoc, TaskMeta, utc_now
 
-ZONES = ("local", "cloud")
 APPROVAL_KINDS = ("email", "payments", "social_media")
 FOLDERS = (
     "Inbox",

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from core.errors import ConfigError
+from core.fsutil import atomic_create
 from core.vault import Vault
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "vault_template"
@@ -34,11 +35,12 @@ def _copy_template(template: Path, root: Path) -> tuple[list[str], list[str]]:
         target = root / rel
         if source.is_dir():
             target.mkdir(parents=True, exist_ok=True)
-        elif target.exists():
-            kept.append(str(rel))
-        else:
-            shutil.copy2(source, target)
+            continue
+        try:  # never through a link, never over anything that is there, even a dangling link
+            atomic_create(target, source.read_bytes())
             created.append(str(rel))
+        except FileExistsError:
+            kept.append(str(rel))
     return created, kept
 
 

@@ -91,3 +91,14 @@ def test_init_refuses_a_file(tmp_path: Path) -> None:
     target.write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         init_vault(target)
+
+
+def test_init_never_writes_through_a_link(tmp_path: Path) -> None:
+    root = Path(init_vault(tmp_path / "vault").vault)
+    outside = tmp_path / "outside.md"
+    (root / "Dashboard.md").unlink()
+    (root / "Dashboard.md").symlink_to(outside)  # dangling: a write would create outside.md
+    result = init_vault(root)
+    assert not outside.exists()
+    assert "Dashboard.md" in result.kept
+    assert (root / "Dashboard.md").is_symlink()
