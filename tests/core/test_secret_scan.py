@@ -58,11 +58,16 @@ def test_audit_details_never_keep_a_secret(tmp_path: Path) -> None:
         details={
             "note": "key " + SAMPLES["Anthropic key"],
             "pwd": "hunter2",
-            "nested": [{"access_key": "abc"}, SAMPLES["Google access token"]],
+            "nested": [{"access_key": "quokka-vault-7"}, SAMPLES["Google access token"]],
         },
     )
     raw = log.path.read_text()
-    for secret in ("hunter2", SAMPLES["Anthropic key"], SAMPLES["Google access token"], "abc"):
+    for secret in (
+        "hunter2",
+        SAMPLES["Anthropic key"],
+        SAMPLES["Google access token"],
+        "quokka-vault-7",
+    ):
         assert secret not in raw
     assert log.verify().ok
 
