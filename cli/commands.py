@@ -1,4 +1,4 @@
-"""Handlers for init, status, approve and reject."""
+"""Handlers for init, status, approve, reject and run."""
 
 from __future__ import annotations
 
@@ -8,23 +8,12 @@ from datetime import datetime
 
 from core import approvals
 from core.audit import AuditLog
-from core.config import Settings, load_settings
-from core.errors import ConfigError
+from core.config import load_settings
 from core.paths import relative_to_vault
 from core.status import VaultStatus, vault_status
-from core.vault import Vault
+from core.vault import Vault, open_vault
 from core.vault_init import init_vault
-
-
-def open_vault(settings: Settings, actor: str) -> Vault:
-    """The configured vault, with its audit trail; a clear error if there is none yet."""
-    root = settings.vault_path
-    if not (root / "Needs_Action").is_dir():
-        raise ConfigError(
-            f"no vault at {root}",
-            "run `ai-employee init` (or set VAULT_PATH to your vault) first",
-        )
-    return Vault(root, audit=AuditLog(root, settings.zone), actor=actor)
+from daemons import approval_watcher
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -102,3 +91,11 @@ def cmd_reject(args: argparse.Namespace) -> int:
     target = approvals.reject(vault, relative_to_vault(vault.root, args.file), args.reason)
     print(f"Rejected: {target.relative_to(vault.root)}")
     return 0
+
+
+DAEMONS = {"approval_watcher": approval_watcher.run}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    return DAEMONS[args.daemon](settings, once=args.once, interval=max(args.interval, 0.5))

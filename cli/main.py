@@ -37,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
     reject.add_argument("--reason", default="", help="why, kept in the file")
     reject.set_defaults(handler=commands.cmd_reject)
 
+    run = sub.add_parser("run", help="run a daemon (loops until stopped, or one pass)")
+    run.add_argument("daemon", choices=sorted(commands.DAEMONS), help="which daemon")
+    run.add_argument("--once", action="store_true", help="one pass, then exit")
+    run.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+    run.set_defaults(handler=commands.cmd_run)
+
     demo_cmd = sub.add_parser("demo", help="run the main job once on a throwaway vault")
     demo_cmd.add_argument("--vault", type=Path, help="use this folder instead of a temp one")
     demo_cmd.set_defaults(handler=demo.cmd_demo)

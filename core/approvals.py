@@ -1,18 +1,252 @@
-"""Approval requests: where they live and the CEO's decisions on them.
+"""Approval requests: creating them, reading them back, expiry, and the CEO's decisions.
 
-Only the CEO moves a request into ``Approved/`` or ``Rejected/``: by hand in
-Obsidian, or through the CLI functions here. No MCP tool calls these.
+A request is ``Pending_Approval/<kind>/<ACTION>_<target>_<date>.md``. Its action
+parameters are frontmatter fields written by the YAML dumper, its payload is the
+body, so no payload text can set a field. Once written the product never
+rewrites a request's parameters or payload: what sits in ``Approved/`` runs.
+Only the CEO moves a request into ``Approved/`` or ``Rejected/`` (by hand, or
+through ``approve``/``reject`` here); expiry is the one automatic way to
+``Rejected/``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
 
 from core import tasks
-from core.errors import TargetExistsError, TaskFileError, TaskNotFoundError, VaultError
+from core.actions import ActionParams, action_model, idempotency_key, payload_sha256
+from core.errors import (
+    PolicyDeniedError,
+    RequestError,
+    TargetExistsError,
+    TaskFileError,
+    TaskNotFoundError,
+    VaultError,
+)
 from core.fsutil import atomic_write, move_no_replace
-from core.paths import split_relative
+from core.paths import safe_filename, split_relative
+from core.policy import Level, Policy
 from core.vault import APPROVAL_KINDS, Vault, stamped
+
+DEFAULT_TTL = timedelta(hours=24)
+State = Literal["pending", "approved", "rejected", "done", "failed"]
+# Fields of the request itself and of its lifecycle; every other field is an action parameter.
+REQUEST_FIELDS = frozenset(
+    {
+        *tasks.TaskMeta.model_fields,
+        "kind",
+        "action",
+        "reason",
+        "task",
+        "expires",
+        "idempotency_key",
+        "payload_sha256",
+        "approved_from",
+        "executed_at",
+        "outcome",
+        "result",
+        "error",
+        "dry_run",
+        "failed_at",
+        "rejected_at",
+        "reject_reason",
+        "expired_at",
+        "summary",
+        "completed_at",
+        "released_because",
+    }
+)
+
+
+class ApprovalRequest(BaseModel):
+    """A request read back and validated: the action's own model plus its payload."""
+
+    file: str
+    meta: tasks.TaskMeta
+    kind: str
+    action: str
+    reason: str
+    task: str | None
+    expires: datetime
+    params: ActionParams
+    payload: str
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    @property
+    def payload_hash(self) -> str:
+        return payload_sha256(self.action, self.kind, self.params, self.payload)
+
+    @property
+    def key(self) -> str:
+        return idempotency_key(self.meta.id, self.payload_hash)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return (now or tasks.utc_now()) >= self.expires
+
+
+def _extra(meta: tasks.TaskMeta) -> dict[str, Any]:
+    return dict(meta.model_extra or {})
+
+
+def expires_at(meta: tasks.TaskMeta) -> datetime:
+    """``expires`` from the file, or created + 24 h when it is missing or unreadable."""
+    return tasks.parse_utc(_extra(meta).get("expires")) or meta.created + DEFAULT_TTL
+
+
+def parse_request(doc: tasks.TaskDoc, file: str) -> ApprovalRequest:
+    """Validate a task as an approval request; RequestError naming what is wrong."""
+    fields = _extra(doc.meta)
+    if doc.meta.type != "approval_request":
+        raise RequestError(f"{file} has type {doc.meta.type!r}, not approval_request", "fix type")
+    action, kind = fields.get("action"), fields.get("kind")
+    try:
+        model = action_model(str(action))
+    except KeyError:
+        raise RequestError(
+            f"{file} names an unknown action {action!r}",
+            "use one of send_email, publish_post, register_payment",
+        ) from None
+    if kind != model.KIND:
+        raise RequestError(f"{file} has kind {kind!r}; {action} needs {model.KIND!r}", "fix kind")
+    if not isinstance(fields.get("reason", ""), str) or not isinstance(
+        fields.get("task"), str | None
+    ):
+        raise RequestError(f"{file} has a reason or task that is not text", "write them as text")
+    params = {key: value for key, value in fields.items() if key not in REQUEST_FIELDS}
+    try:
+        parsed = model.model_validate(params)
+    except ValidationError as exc:
+        wrong = ", ".join(sorted({str(err["loc"][0]) for err in exc.errors() if err["loc"]}))
+        raise RequestError(
+            f"{file} has missing or invalid {action} fields: {wrong or 'all'}",
+            "fix those fields (or reject the request and ask for a new one)",
+        ) from None
+    return ApprovalRequest(
+        file=file,
+        meta=doc.meta,
+        kind=str(kind),
+        action=model.ACTION,
+        reason=str(fields.get("reason", "")),
+        task=fields.get("task"),
+        expires=expires_at(doc.meta),
+        params=parsed,
+        payload=doc.body,
+    )
+
+
+def read_request(vault: Vault, rel: str) -> ApprovalRequest:
+    try:
+        return parse_request(vault.read(rel), rel)
+    except TaskFileError as exc:
+        raise RequestError(exc.what, exc.next_step) from None
+
+
+def create_request(
+    vault: Vault,
+    params: ActionParams,
+    payload: str,
+    *,
+    reason: str,
+    task: str | None = None,
+    policy: Policy | None = None,
+    ttl: timedelta = DEFAULT_TTL,
+    attachment_bytes: tuple[int, ...] = (),
+) -> Path:
+    """Write a new request to ``Pending_Approval/<kind>/``; refused if the policy DENYs it."""
+    if policy is not None:
+        decision = policy.decide(params, payload, attachment_bytes=attachment_bytes)
+        if decision.level is Level.DENY:
+            raise PolicyDeniedError(
+                f"the handbook denies this {params.ACTION} ({decision.rule}: {decision.reason})",
+                "do not ask again; tell the CEO if the handbook should change",
+            )
+    now = tasks.utc_now()
+    fields = {
+        "kind": params.KIND,
+        "action": params.ACTION,
+        **params.model_dump(mode="json", exclude_none=True),
+        "reason": reason,
+        **({"task": task} if task else {}),
+        "expires": tasks.iso_utc(now + ttl),
+    }
+    meta = tasks.TaskMeta.model_validate(
+        {"id": tasks.new_task_id("REQ"), "type": "approval_request", "created": now, **fields}
+    )
+    folder = f"{PENDING}/{params.KIND}"
+    stem = f"{params.ACTION.upper()}_{safe_filename(params.target(), max_bytes=60)}_{now:%Y-%m-%d}"
+    for attempt in range(1, 1000):
+        name = f"{stem}.md" if attempt == 1 else f"{stem}_{attempt}.md"
+        try:
+            return vault.create(folder, name, meta, payload)
+        except TargetExistsError:
+            continue
+    raise TargetExistsError(f"too many requests named {stem}", "decide on the waiting ones first")
+
+
+_STATE_FOLDERS: dict[str, list[str]] = {
+    "pending": [f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS],
+    "approved": [f"Approved/{kind}" for kind in APPROVAL_KINDS],
+    "rejected": ["Rejected"],
+    "done": ["Done"],
+    "failed": ["Failed"],
+}
+
+
+class RequestSummary(BaseModel):
+    file: str
+    id: str
+    action: str | None
+    kind: str | None
+    status: str
+    created: datetime
+    expires: datetime
+    reason: str | None
+
+
+def list_requests(vault: Vault, state: State, *, limit: int = 50) -> list[RequestSummary]:
+    """Newest requests in a state, from their frontmatter; unreadable files are skipped."""
+    found: list[RequestSummary] = []
+    for folder in _STATE_FOLDERS[state]:
+        found.extend(_summaries(vault, folder, limit))
+    return sorted(found, key=lambda r: r.created, reverse=True)[:limit]
+
+
+def _summaries(vault: Vault, folder: str, limit: int) -> Iterator[RequestSummary]:
+    count = 0
+    for entry in vault.list_tasks(folder, limit=None):
+        if count >= limit:
+            return
+        try:
+            meta = tasks.read_task_file(vault.root / entry.rel).meta
+        except (TaskFileError, FileNotFoundError):
+            continue
+        if meta.type != "approval_request":
+            continue
+        extra = _extra(meta)
+        count += 1
+        yield RequestSummary(
+            file=entry.rel,
+            id=meta.id,
+            action=_text(extra.get("action")),
+            kind=_text(extra.get("kind")),
+            status=meta.status,
+            created=meta.created,
+            expires=expires_at(meta),
+            reason=_text(extra.get("reason")),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
 
 PENDING = "Pending_Approval"
 
@@ -80,3 +314,41 @@ def reject(vault: Vault, rel: str, reason: str = "") -> Path:
         atomic_write(target, data)
     vault.record("approval", "reject", f"Rejected/{path.name}", reason=reason)
     return target
+
+
+def expire(vault: Vault, rel: str, *, late: bool = False, now: datetime | None = None) -> Path:
+    """Move an expired request (still pending, or approved too late) to Rejected/."""
+    path = vault.resolve(rel)
+    doc = tasks.read_task_file(path)
+    expires = expires_at(doc.meta)
+    moment = now or tasks.utc_now()
+    if moment < expires:
+        raise VaultError(f"{rel} has not expired (it expires {tasks.iso_utc(expires)})", "wait")
+    why = f"expired at {tasks.iso_utc(expires)}" + (", approved too late" if late else "")
+    changes = {"status": "expired", "expired_at": tasks.iso_utc(moment), "reject_reason": why}
+    _, data = stamped(doc, **changes)
+    vault.audit_ready()
+    with vault.task_lock(path.name):
+        try:
+            target = vault.move_unique(path, vault.root / "Rejected")
+        except FileNotFoundError:
+            raise TaskNotFoundError(f"{rel} was moved meanwhile", "nothing to do") from None
+        atomic_write(target, data)
+    vault.record("approval", "expire", f"Rejected/{target.name}", request=doc.meta.id, why=why)
+    return target
+
+
+def expire_pending(vault: Vault, now: datetime | None = None) -> list[str]:
+    """Reject every waiting request past its ``expires``; returns where they went."""
+    moment = now or tasks.utc_now()
+    moved: list[str] = []
+    for folder in _STATE_FOLDERS["pending"]:
+        for entry in vault.list_tasks(folder, limit=None, newest_first=False):
+            try:
+                meta = tasks.read_task_file(vault.root / entry.rel).meta
+                if meta.type == "approval_request" and moment >= expires_at(meta):
+                    target = expire(vault, entry.rel, now=moment)
+                    moved.append(str(target.relative_to(vault.root)))
+            except (VaultError, FileNotFoundError):
+                continue  # unreadable ones are shown by `status`; moved ones are gone
+    return moved

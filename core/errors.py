@@ -63,3 +63,23 @@ class CircuitOpenError(ServiceError):
 
 class NotRepeatableError(AIEmployeeError):
     """Retry was asked for an operation not marked safe to repeat."""
+
+
+class PolicyError(ConfigError):
+    """The handbook's policy block is missing or malformed; nothing runs until it is fixed."""
+
+
+class PolicyDeniedError(AIEmployeeError):
+    """The handbook denies this action outright; no approval can allow it."""
+
+
+class RequestError(VaultError):
+    """An approval request is malformed, in the wrong place, or fails validation."""
+
+
+class ActionRefusedError(ServiceError):
+    """The service refused the action and says nothing was done (safe to report as failed)."""
+
+
+class ZoneError(ConfigError):
+    """This zone may not do that (the cloud zone never sends, posts or pays)."""

@@ -132,8 +132,11 @@ def move_no_replace(src: Path, dst: Path, *, durable: bool = True) -> None:
 
 
 @contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (flock) on ``lock_path`` across processes."""
+def locked(lock_path: Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory lock (flock) on ``lock_path`` across processes.
+
+    With ``wait=False`` a lock held elsewhere raises BlockingIOError at once.
+    """
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW
     try:
         fd = os.open(lock_path, flags, 0o600)
@@ -141,7 +144,7 @@ def locked(lock_path: Path) -> Iterator[None]:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, flags, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
     finally:
         os.close(fd)

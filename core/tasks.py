@@ -77,6 +77,11 @@ class _YAMLHandler(frontmatter.YAMLHandler):
 HANDLER = _YAMLHandler()
 
 
+def safe_load_yaml(text: str) -> Any:
+    """Load YAML with the task loader (safe, no duplicate keys, no anchors); yaml.YAMLError."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

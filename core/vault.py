@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from core import tasks
 from core.audit import AuditLog
-from core.config import ZONES
+from core.config import ZONES, Settings
 from core.errors import (
     AlreadyClaimedError,
     TargetExistsError,
@@ -97,7 +97,14 @@ class Vault:
         self.actor = actor
 
     def record(
-        self, category: str, action: str, target: str, *, status: str = "ok", **details: Any
+        self,
+        category: str,
+        action: str,
+        target: str,
+        *,
+        status: str = "ok",
+        dry_run: bool = False,
+        **details: Any,
     ) -> None:
         """Write an audit entry for a change to the vault (no-op without an audit log)."""
         if self.audit is not None:
@@ -107,7 +114,7 @@ class Vault:
                 action=action,
                 target=target,
                 status=status,
-                dry_run=False,
+                dry_run=dry_run,
                 details=details,
             )
 
@@ -284,11 +291,11 @@ class Vault:
             changes = {"status": "done", "completed_at": tasks.iso_utc()}
             _, data = stamped(tasks.read_task_file(path), **changes, summary=summary or None)
             atomic_write(path, data)
-            target = self._move_unique(path, self.root / DONE)
+            target = self.move_unique(path, self.root / DONE)
         self.record("vault", "complete", f"{DONE}/{target.name}", zone=zone)
         return target
 
-    def _move_unique(self, path: Path, folder: Path) -> Path:
+    def move_unique(self, path: Path, folder: Path) -> Path:
         stem, suffix = path.stem, path.suffix
         for attempt in range(1000):
             target = folder / (path.name if attempt == 0 else f"{stem}_{attempt}{suffix}")
@@ -315,6 +322,16 @@ class Vault:
                 except (VaultError, FileNotFoundError) as exc:
                     result.skipped[entry.rel] = str(exc) or "moved by someone else meanwhile"
         return result
+
+
+def open_vault(settings: Settings, actor: str) -> Vault:
+    """The configured vault with its zone's audit trail; a clear error if there is none yet."""
+    root = settings.vault_path
+    if not (root / NEEDS_ACTION).is_dir():
+        raise VaultError(
+            f"no vault at {root}", "run `ai-employee init` (or set VAULT_PATH to your vault) first"
+        )
+    return Vault(root, audit=AuditLog(root, settings.zone), actor=actor)
 
 
 def stamped(doc: TaskDoc, **changes: Any) -> tuple[TaskDoc, bytes]:

@@ -1,0 +1,83 @@
+"""Runs what the CEO approved (local zone only): ``ai-employee run approval_watcher [--once]``.
+
+A thin loop around :class:`core.executor.Executor`: one pass every few seconds,
+a clear line for every change, and a clean stop on SIGTERM or Ctrl-C after the
+current pass. A malformed handbook stops execution until it is fixed (the loop
+keeps checking); with ``--once`` it is an error exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+
+from core.config import Settings, load_settings
+from core.errors import AIEmployeeError, PolicyError
+from core.executor import ActionHandler, Executor, PassReport
+from core.vault import open_vault
+
+DEFAULT_INTERVAL = 10.0
+
+
+def available_handlers(settings: Settings) -> list[ActionHandler]:
+    """Handlers whose services are set up on this machine (each service adds its own)."""
+    return []
+
+
+def print_report(report: PassReport) -> None:
+    for label, files in (("done", report.done), ("failed", report.failed)):
+        for file in files:
+            print(f"{label}: {file}", flush=True)
+    for file in report.rejected:
+        print(f"expired: {file}", flush=True)
+    for file, why in report.waiting.items():
+        print(f"waiting: {file}: {why}", flush=True)
+
+
+def run(
+    settings: Settings,
+    *,
+    once: bool,
+    interval: float = DEFAULT_INTERVAL,
+    handlers: Iterable[ActionHandler] | None = None,
+) -> int:
+    vault = open_vault(settings, actor="approval_watcher")
+    chosen = available_handlers(settings) if handlers is None else list(handlers)
+    executor = Executor(vault, zone=settings.zone, dry_run=settings.dry_run, handlers=chosen)
+    mode = "DRY RUN: no outside calls" if settings.dry_run else "LIVE"
+    print(f"approval_watcher: {vault.root} ({mode})", flush=True)
+    if once:
+        print_report(executor.run_once())
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.is_set():
+        try:
+            print_report(executor.run_once())
+        except PolicyError as exc:
+            print(f"approval_watcher: nothing runs until this is fixed: {exc}", flush=True)
+        except AIEmployeeError as exc:
+            print(f"approval_watcher: pass stopped: {exc}", flush=True)
+        stop.wait(interval)
+    print("approval_watcher: stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="approval_watcher", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds")
+    args = parser.parse_args(argv)
+    try:
+        return run(load_settings(), once=args.once, interval=max(args.interval, 0.5))
+    except AIEmployeeError as exc:
+        print(f"approval_watcher: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
