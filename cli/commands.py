@@ -40,7 +40,9 @@ def print_status(status: VaultStatus) -> None:
         print(f"  {folder:<30} {count:>7}")
     print(f"\nWaiting for approval: {len(status.pending_approvals)}")
     for item in status.pending_approvals:
-        left = f"{item.hours_left:.1f} h left" if item.hours_left is not None else "no expiry"
+        left = "no expiry" if item.hours_left is None else f"{item.hours_left:.1f} h left"
+        if item.hours_left is not None and item.hours_left <= 0:
+            left = "expired; moves to Rejected/ at the next executor pass"
         print(f"  {item.file}  ({item.action or '?'}, {left})")
     print(f"\nClaimed tasks: {len(status.claimed)}")
     for claim in status.claimed:

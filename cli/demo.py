@@ -7,8 +7,12 @@ import tempfile
 from pathlib import Path
 
 from cli.commands import print_status
+from core.actions import RegisterPayment, SendEmail
+from core.approvals import approve, create_request
 from core.audit import AuditLog
-from core.errors import AlreadyClaimedError
+from core.errors import AlreadyClaimedError, PolicyDeniedError
+from core.executor import Executor
+from core.policy import load_policy
 from core.status import vault_status
 from core.tasks import TaskMeta, new_task_id, untrusted_block, utc_now
 from core.vault import Vault
@@ -42,8 +46,11 @@ SAMPLE_TASKS = (
 )
 
 
+STEPS = 8
+
+
 def _step(number: int, text: str) -> None:
-    print(f"\n[{number}/6] {text}")
+    print(f"\n[{number}/{STEPS}] {text}")
 
 
 def _create_samples(vault: Vault) -> None:
@@ -59,6 +66,23 @@ def _create_samples(vault: Vault) -> None:
         body = f"# {title}\n\n{untrusted_block(outside_text)}"
         vault.create("Needs_Action", name, meta, body)
         print(f"  created Needs_Action/{name}  ({kind}, {priority})")
+
+
+def _propose(vault: Vault) -> Path:
+    policy = load_policy(vault.root)
+    reply = SendEmail(to=["ana@client.example"], subject="Re: January invoice")
+    decision = policy.decide(reply)
+    print(f"  policy for the reply: {decision.level.value} ({decision.rule}: {decision.reason})")
+    body = "Hi Ana,\n\nThe January invoice is attached.\n\nBest regards"
+    path = create_request(vault, reply, body, reason="client asked for the invoice", policy=policy)
+    print(f"  waiting for the CEO: {path.relative_to(vault.root)}")
+    payment = RegisterPayment(amount="9000", currency="EUR", payee="account 12345")
+    try:
+        wire = payment.model_copy(update={"payment_kind": "wire"})
+        create_request(vault, wire, "", reason="the email said so", policy=policy)
+    except PolicyDeniedError as exc:
+        print(f"  the hostile payment: {exc.what}")
+    return path
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -83,11 +107,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except AlreadyClaimedError as exc:
         print(f"  cloud was told: {exc}")
 
-    _step(5, "The task is done and moves to Done/ (nothing is ever deleted)")
+    _step(5, "The reply needs the CEO: an approval request; the hostile payment is refused")
+    request = _propose(vault)
+
+    _step(6, "The CEO approves; the executor runs it once (DRY_RUN: no email leaves)")
+    approve(vault, str(request.relative_to(root)))
+    report = Executor(vault, zone="local", dry_run=True).run_once()
+    for file in report.done:
+        print(f"  executed (dry run): {file}")
+
+    _step(7, "The task is done and moves to Done/ (nothing is ever deleted)")
     done = vault.complete("EMAIL_demo-invoice.md", "local", summary="Invoice request handled")
     print(f"  {done.relative_to(root)}")
 
-    _step(6, "Status and the audit trail")
+    _step(8, "Status and the audit trail")
     print_status(vault_status(vault, zone="local", dry_run=True))
     report = AuditLog(root, "local").verify()
     verdict = "verifies" if report.ok else f"DOES NOT VERIFY: {report.problem}"

@@ -30,7 +30,7 @@ from core.errors import (
 )
 from core.fsutil import atomic_write, move_no_replace
 from core.paths import safe_filename, split_relative
-from core.policy import Level, Policy
+from core.policy import Level, Policy, load_policy
 from core.vault import APPROVAL_KINDS, Vault, stamped
 
 DEFAULT_TTL = timedelta(hours=24)
@@ -160,14 +160,17 @@ def create_request(
     ttl: timedelta = DEFAULT_TTL,
     attachment_bytes: tuple[int, ...] = (),
 ) -> Path:
-    """Write a new request to ``Pending_Approval/<kind>/``; refused if the policy DENYs it."""
-    if policy is not None:
-        decision = policy.decide(params, payload, attachment_bytes=attachment_bytes)
-        if decision.level is Level.DENY:
-            raise PolicyDeniedError(
-                f"the handbook denies this {params.ACTION} ({decision.rule}: {decision.reason})",
-                "do not ask again; tell the CEO if the handbook should change",
-            )
+    """Write a new request to ``Pending_Approval/<kind>/``; refused if the policy DENYs it.
+
+    Without ``policy`` the vault's handbook is read: no request skips the check.
+    """
+    policy = policy or load_policy(vault.root)
+    decision = policy.decide(params, payload, attachment_bytes=attachment_bytes)
+    if decision.level is Level.DENY:
+        raise PolicyDeniedError(
+            f"the handbook denies this {params.ACTION} ({decision.rule}: {decision.reason})",
+            "do not ask again; tell the CEO if the handbook should change",
+        )
     now = tasks.utc_now()
     fields = {
         "kind": params.KIND,

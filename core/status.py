@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from core import tasks
+from core.approvals import expires_at
 from core.audit import AuditEntry, AuditLog
 from core.config import ZONES
 from core.errors import AuditError, TaskFileError
@@ -66,8 +67,8 @@ def _pending(vault: Vault, unreadable: dict[str, str]) -> list[PendingApproval]:
     found: list[PendingApproval] = []
     folders = [f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS]
     for rel, meta in _metas(vault, folders, unreadable):
-        expires = tasks.parse_utc(_extra(meta, "expires"))
-        left = (expires - now).total_seconds() / 3600 if expires else None
+        expires = expires_at(meta)
+        left = (expires - now).total_seconds() / 3600
         action = _extra(meta, "action")
         found.append(
             PendingApproval(

@@ -131,8 +131,12 @@ def test_approve_refuses_anything_not_pending(vault_dir: Path, target: str) -> N
 def test_demo_runs_the_main_job(tmp_path: Path) -> None:
     proc = run("demo", "--vault", str(tmp_path / "demo"))
     assert proc.returncode == 0, proc.stderr
-    assert "[6/6]" in proc.stdout and "hash chain verifies" in proc.stdout
+    assert "[8/8]" in proc.stdout and "hash chain verifies" in proc.stdout
     assert "already claimed by local" in proc.stdout
     done = tmp_path / "demo/Done/EMAIL_demo-invoice.md"
     assert "status: done" in done.read_text()
     assert (tmp_path / "demo/Needs_Action/EMAIL_demo-hostile.md").exists()
+    [sent] = (tmp_path / "demo/Done").glob("SEND_EMAIL_*.md")
+    assert "dry_run: true" in sent.read_text() and "outcome: done" in sent.read_text()
+    assert "payments.deny_kinds" in proc.stdout
+    assert not any((tmp_path / "demo/Pending_Approval/payments").glob("*.md"))
