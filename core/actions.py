@@ -19,20 +19,20 @@ Kind = Literal["email", "payments", "social_media"]
 RATE_CATEGORY: dict[str, str] = {"email": "email", "payments": "payments", "social_media": "social"}
 
 # One address, no display name: nothing that could smuggle a second header or recipient.
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-_ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f\u0085\u2028\u2029]*$")
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_ONE_LINE = re.compile(r"[^\x00-\x1f\x7f\u0085\u2028\u2029]*")
 
 
 def normalize_address(raw: str) -> str:
     """A lowercase address, or ValueError; used for recipients and the known-contacts list."""
     address = raw.strip().lower()
-    if len(address) > 254 or not _ADDRESS.match(address) or ".." in address:
+    if len(address) > 254 or not _ADDRESS.fullmatch(address) or ".." in address:
         raise ValueError(f"{raw!r} is not a plain email address (name@example.com)")
     return address
 
 
 def _one_line(value: str) -> str:
-    if not _ONE_LINE.match(value):
+    if not _ONE_LINE.fullmatch(value):
         raise ValueError("must be one line without control characters")
     return value
 

@@ -85,7 +85,9 @@ class Executor:
         with self._exclusive():
             self.policy: Policy = load_policy(self.vault.root)
             limits = self.policy.rate_limits_per_hour.model_dump()
-            self.limiter = RateLimiter(self.vault.state_dir, limits, clock=self.clock)
+            self.limiter = RateLimiter(
+                self.vault.state_dir, limits, clock=self.clock, dry_run=self.dry_run
+            )
             self.report = PassReport()
             self.report.rejected += expire_pending(self.vault, self.clock())
             for entry in self.vault.list_tasks(IN_PROGRESS, limit=None, newest_first=False):
@@ -369,7 +371,9 @@ class Executor:
         try:
             text = tasks.read_bytes_safely(target).decode("utf-8")
         except (TaskFileError, UnicodeDecodeError, OSError):
-            return  # kept byte for byte; the audit entry says why
+            text = "\x00"
+        if "\x00" in text:
+            return  # not text: kept byte for byte; the audit entry says why
         meta = {
             "id": tasks.new_task_id("FAILED"),
             "type": "failed_request",

@@ -19,7 +19,7 @@ from core.fsutil import atomic_create, atomic_write
 from core.tasks import read_bytes_safely, utc_now
 
 Phase = Literal["intent", "done", "failed", "unknown"]
-_KEY = re.compile(r"^[0-9a-f]{16,64}$")
+_KEY = re.compile(r"[0-9a-f]{16,64}")
 
 
 class LedgerEntry(BaseModel):
@@ -42,7 +42,7 @@ class ActionLedger:
         self.folder = state_dir / "ledger"
 
     def _path(self, key: str, dry_run: bool) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise VaultError(f"{key!r} is not an idempotency key", "derive it with idempotency_key")
         return self.folder / (f"dry-{key}.json" if dry_run else f"{key}.json")
 

@@ -14,10 +14,18 @@ from collections.abc import Sequence
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from core import tasks
 from core.actions import ActionParams, PublishPost, RegisterPayment, SendEmail, normalize_address
@@ -25,15 +33,24 @@ from core.errors import PolicyError, TaskFileError, VaultError
 from core.paths import confine
 
 HANDBOOK = "Company_Handbook.md"
-_BLOCK = re.compile(r"^```yaml[ \t]+policy[ \t]*\r?\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+_BLOCK = re.compile(r"^```yaml[ \t]+policy[ \t]*\r?\n(.*?)^```[ \t]*\r?$", re.DOTALL | re.MULTILINE)
 _LIST_ITEM = re.compile(r"^\s*[-*+]\s+(?:\[[ xX]\]\s+)?(.+?)\s*$", re.MULTILINE)
 _ADDRESS_IN = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 _MIB = 1024 * 1024
-# Latin look-alikes that NFKC keeps (Cyrillic and Greek letters used to dodge keyword rules).
-_CONFUSABLES = str.maketrans(
-    "аеорсухіјѕԁһкмптвнʟӏɡοαερτυνικχ",
-    "aeopcyxijsdhkmntbhllgoaeptuvikx",
+# Latin look-alikes that NFKC keeps (Cyrillic and Greek letters used to dodge keyword rules):
+# capitals (and final sigma) are mapped before casefolding: Greek Nu looks like N, but
+# its lower case like v.
+_UPPER_LOOKALIKES = str.maketrans(
+    "АВЕКМНОРСТХУІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧς",
+    "ABEKMHOPCTXYIJSABEZHIKMNOPTYXc",
 )
+_LOWER_LOOKALIKES = str.maketrans(
+    "аеорсухіјѕԁһкмптвнʟӏɡԝϲοαερτυνικχμɩ",
+    "aeopcyxijsdhkmntbhllgwcoaeptuvikxmi",
+)
+
+
+PaymentKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 
 
 class Level(StrEnum):
@@ -51,6 +68,17 @@ class Decision(BaseModel):
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data: Any) -> Any:
+        """YAML ``true`` must not pass as the number 1."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(str(name))
+                if isinstance(value, bool) and field is not None and field.annotation is not bool:
+                    raise ValueError(f"{name} must not be true or false")
+        return data
+
 
 class EmailRules(_Strict):
     known_contacts_file: str = "Known_Contacts.md"
@@ -64,7 +92,8 @@ class PaymentRules(_Strict):
     known_payees_file: str = "Known_Payees.md"
     approve_new_payee: bool = True
     approve_above: Decimal = Field(default=Decimal(100), ge=0)
-    deny_kinds: list[str] = Field(default_factory=list)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    deny_kinds: list[PaymentKind] = Field(default_factory=list)
 
 
 class SocialRules(_Strict):
@@ -162,6 +191,8 @@ class Policy(_Strict):
         )
         if denied := sorted(kinds & set(rules.deny_kinds)):
             return _deny("payments.deny_kinds", f"{denied[0]} payments are never made")
+        if rules.currency and action.currency != rules.currency:
+            return _approve("payments.currency", f"{action.currency} is not {rules.currency}")
         if new_payee and rules.approve_new_payee:
             return _approve("payments.approve_new_payee", f"{action.payee!r} is a new payee")
         if action.amount > rules.approve_above:
@@ -195,14 +226,15 @@ def _kept(char: str) -> bool:
 
 
 def fold(text: str) -> str:
-    """Text as the keyword rules see it: NFKC, no format characters or accents, casefolded."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
-    text = "".join(
-        c
-        for c in unicodedata.normalize("NFKD", text)
-        if unicodedata.category(c) not in {"Cf", "Mn"}
-    )
-    return re.sub(r"\s+", " ", text)
+    """Text as the keyword rules see it: NFKC, casefolded, no format characters or accents,
+    look-alike letters mapped to Latin ones."""
+    text = unicodedata.normalize("NFKC", text).translate(_UPPER_LOOKALIKES).casefold()
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if _kept(c))
+    return re.sub(r"\s+", " ", text.translate(_LOWER_LOOKALIKES))
+
+
+def _kept(char: str) -> bool:
+    return unicodedata.category(char) not in {"Cf", "Mn"}
 
 
 def parse_policy(text: str, source: str = HANDBOOK) -> Policy:
@@ -219,8 +251,9 @@ def parse_policy(text: str, source: str = HANDBOOK) -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1} of the block)" if mark else ""
+        why = f": {exc.problem}" if getattr(exc, "problem", None) else ""
         raise PolicyError(
-            f"the policy block in {source} is not valid YAML{line}", "fix the YAML there"
+            f"the policy block in {source} is not valid YAML{line}{why}", "fix the YAML there"
         ) from None
     if not isinstance(raw, dict):
         raise PolicyError(
@@ -239,7 +272,7 @@ def parse_policy(text: str, source: str = HANDBOOK) -> Policy:
 
 def _read_text(root: Path, rel: str, *, required: bool) -> str | None:
     try:
-        path = confine(root, rel, must_exist=required)
+        path = confine(root, rel, must_exist=False)
         return tasks.read_bytes_safely(path).decode("utf-8")
     except FileNotFoundError:
         if required:

@@ -30,8 +30,10 @@ class RateLimiter:
         limits: Mapping[str, int],
         *,
         clock: Callable[[], datetime] = utc_now,
+        dry_run: bool = False,
     ) -> None:
-        self.path = state_dir / STATE_FILE
+        # Rehearsals are counted apart: a dry run never uses up the live hour.
+        self.path = state_dir / (f"dry-{STATE_FILE}" if dry_run else STATE_FILE)
         self.lock = state_dir / "locks" / "rate_limits.lock"
         self.limits = dict(limits)
         self.clock = clock

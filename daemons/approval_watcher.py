@@ -47,14 +47,15 @@ def run(
     vault = open_vault(settings, actor="approval_watcher")
     chosen = available_handlers(settings) if handlers is None else list(handlers)
     executor = Executor(vault, zone=settings.zone, dry_run=settings.dry_run, handlers=chosen)
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
     mode = "DRY RUN: no outside calls" if settings.dry_run else "LIVE"
     print(f"approval_watcher: {vault.root} ({mode})", flush=True)
     if once:
         print_report(executor.run_once())
         return 0
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     while not stop.is_set():
         try:
             print_report(executor.run_once())
