@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from core.config import Settings, load_settings
 from core.errors import AIEmployeeError, PolicyError
 from core.executor import ActionHandler, Executor, PassReport
+from core.policy import load_policy
 from core.vault import open_vault
 
 DEFAULT_INTERVAL = 10.0
@@ -45,6 +46,7 @@ def run(
     handlers: Iterable[ActionHandler] | None = None,
 ) -> int:
     vault = open_vault(settings, actor="approval_watcher")
+    load_policy(vault.root)  # a malformed handbook is an error at start, not a silent loop
     chosen = available_handlers(settings) if handlers is None else list(handlers)
     executor = Executor(vault, zone=settings.zone, dry_run=settings.dry_run, handlers=chosen)
     stop = threading.Event()

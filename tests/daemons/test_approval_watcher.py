@@ -194,6 +194,14 @@ def test_malformed_policy_stops_it_and_moves_nothing(
     assert {k for k in changed if not k.startswith(".state/")} == set()
 
 
+def test_loop_mode_with_a_malformed_policy_exits_at_start(root: Path) -> None:
+    handbook = root / "Company_Handbook.md"
+    handbook.write_text(handbook.read_text().replace("version: 1\n", "version: [1\n", 1))
+    proc = run(CLI, root)  # no --once: it must not start looping on a broken handbook
+    assert proc.returncode == 1
+    assert "not valid YAML" in proc.stderr and "Traceback" not in proc.stderr
+
+
 # -- status --------------------------------------------------------------------------------
 
 
