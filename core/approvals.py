@@ -19,7 +19,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from core import tasks
-from core.actions import ActionParams, action_model, idempotency_key, payload_sha256
+from core.actions import (
+    ActionParams,
+    SendEmail,
+    action_model,
+    idempotency_key,
+    payload_sha256,
+)
 from core.errors import (
     PolicyDeniedError,
     RequestError,
@@ -29,7 +35,7 @@ from core.errors import (
     VaultError,
 )
 from core.fsutil import atomic_write, move_no_replace
-from core.paths import safe_filename, split_relative
+from core.paths import slug, split_relative
 from core.policy import Level, Policy, load_policy
 from core.vault import APPROVAL_KINDS, Vault, stamped
 
@@ -149,6 +155,13 @@ def read_request(vault: Vault, rel: str) -> ApprovalRequest:
         raise RequestError(exc.what, exc.next_step) from None
 
 
+def attachment_sizes(vault: Vault, params: ActionParams) -> tuple[int, ...]:
+    """Sizes of an email's attachments (vault paths, confined); VaultError for a bad one."""
+    if not isinstance(params, SendEmail):
+        return ()
+    return tuple(vault.resolve(rel).stat().st_size for rel in params.attachments)
+
+
 def create_request(
     vault: Vault,
     params: ActionParams,
@@ -165,7 +178,8 @@ def create_request(
     Without ``policy`` the vault's handbook is read: no request skips the check.
     """
     policy = policy or load_policy(vault.root)
-    decision = policy.decide(params, payload, attachment_bytes=attachment_bytes)
+    sizes = attachment_bytes or attachment_sizes(vault, params)
+    decision = policy.decide(params, payload, attachment_bytes=sizes)
     if decision.level is Level.DENY:
         raise PolicyDeniedError(
             f"the handbook denies this {params.ACTION} ({decision.rule}: {decision.reason})",
@@ -184,14 +198,8 @@ def create_request(
         {"id": tasks.new_task_id("REQ"), "type": "approval_request", "created": now, **fields}
     )
     folder = f"{PENDING}/{params.KIND}"
-    stem = f"{params.ACTION.upper()}_{safe_filename(params.target(), max_bytes=60)}_{now:%Y-%m-%d}"
-    for attempt in range(1, 1000):
-        name = f"{stem}.md" if attempt == 1 else f"{stem}_{attempt}.md"
-        try:
-            return vault.create(folder, name, meta, payload)
-        except TargetExistsError:
-            continue
-    raise TargetExistsError(f"too many requests named {stem}", "decide on the waiting ones first")
+    stem = f"{params.ACTION.upper()}_{slug(params.target())}_{now:%Y-%m-%d}"
+    return vault.create_unique(folder, stem, meta, payload)
 
 
 _STATE_FOLDERS: dict[str, list[str]] = {

@@ -21,8 +21,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, Field
 
 from core import tasks
-from core.actions import RATE_CATEGORY, SendEmail
-from core.approvals import ApprovalRequest, expire, expire_pending, parse_request
+from core.actions import RATE_CATEGORY
+from core.approvals import (
+    ApprovalRequest,
+    attachment_sizes,
+    expire,
+    expire_pending,
+    parse_request,
+)
 from core.errors import ActionRefusedError, RequestError, TaskFileError, VaultError, ZoneError
 from core.faults import fault_point
 from core.fsutil import atomic_write, locked, move_no_replace
@@ -149,18 +155,13 @@ class Executor:
     def _refusal(self, request: ApprovalRequest) -> str | None:
         """Why the handbook refuses this request even though it was approved, or None."""
         try:
-            sizes = self._attachment_sizes(request)
+            sizes = attachment_sizes(self.vault, request.params)
         except VaultError as exc:
             return f"attachment problem: {exc}"
         decision = self.policy.decide(request.params, request.payload, attachment_bytes=sizes)
         if decision.level is Level.DENY:
             return f"the handbook denies it ({decision.rule}: {decision.reason})"
         return None
-
-    def _attachment_sizes(self, request: ApprovalRequest) -> tuple[int, ...]:
-        if not isinstance(request.params, SendEmail):
-            return ()
-        return tuple(self.vault.resolve(rel).stat().st_size for rel in request.params.attachments)
 
     def _wait_reason(self, request: ApprovalRequest) -> str | None:
         if not self.dry_run and request.action not in self.handlers:

@@ -178,3 +178,8 @@ def safe_filename(name: str, *, default: str = "file", max_bytes: int = 120) -> 
     if stem.split(".")[0].lower() in _RESERVED_NAMES:
         stem = f"_{stem}"[:room]
     return f"{stem}.{ext}" if ext else stem
+
+
+def slug(text: str, *, max_bytes: int = 60) -> str:
+    """A short file-name part made from outside text: safe, portable, no spaces."""
+    return safe_filename(text, max_bytes=max_bytes).replace(" ", "_")

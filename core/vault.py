@@ -192,6 +192,16 @@ class Vault:
         self.record("vault", "create", f"{folder}/{name}", task_id=meta.id, type=meta.type)
         return path
 
+    def create_unique(self, folder: str, stem: str, meta: TaskMeta, body: str = "") -> Path:
+        """Create ``<stem>.md``, or ``<stem>_2.md`` and so on if that name is taken."""
+        for attempt in range(1, 1000):
+            name = f"{stem}.md" if attempt == 1 else f"{stem}_{attempt}.md"
+            try:
+                return self.create(folder, name, meta, body)
+            except TargetExistsError:
+                continue
+        raise TargetExistsError(f"too many files named {stem} in {folder}", "archive some of them")
+
     @contextmanager
     def task_lock(self, name: str) -> Iterator[None]:
         """Serialize read-stamp-move of one task name across processes (64 striped locks)."""

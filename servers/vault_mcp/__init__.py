@@ -1,0 +1,1 @@
+"""The vault MCP server (``python -m servers.vault_mcp``)."""
