@@ -10,12 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Kind = Literal["email", "payments", "social_media"]
+# A closed list, so a policy's deny_kinds can never miss a kind by spelling it differently.
+PaymentKind = Literal[
+    "bank_transfer", "wire", "card", "direct_debit", "cheque", "cash", "crypto", "gift_card"
+]
+PAYMENT_KINDS: tuple[str, ...] = PaymentKind.__args__
 RATE_CATEGORY: dict[str, str] = {"email": "email", "payments": "payments", "social_media": "social"}
 
 # One address, no display name: nothing that could smuggle a second header or recipient.
@@ -32,8 +39,9 @@ def normalize_address(raw: str) -> str:
 
 
 def _one_line(value: str) -> str:
-    if not _ONE_LINE.fullmatch(value):
-        raise ValueError("must be one line without control characters")
+    invisible = any(unicodedata.category(char) == "Cf" for char in value)
+    if not _ONE_LINE.fullmatch(value) or invisible:
+        raise ValueError("must be one line without control, format or direction characters")
     return value
 
 
@@ -47,6 +55,10 @@ class ActionParams(BaseModel):
     def target(self) -> str:
         """A short word for file names and logs (recipient, platform, payee)."""
         raise NotImplementedError
+
+    def files(self) -> list[str]:
+        """Vault paths of files the action sends along (attachments, media)."""
+        return []
 
 
 class SendEmail(ActionParams):
@@ -76,6 +88,9 @@ class SendEmail(ActionParams):
     def _single_line(cls, value: str | None) -> str | None:
         return None if value is None else _one_line(value)
 
+    def files(self) -> list[str]:
+        return list(self.attachments)
+
     def recipients(self) -> list[str]:
         return [*self.to, *self.cc, *self.bcc]
 
@@ -90,6 +105,9 @@ class PublishPost(ActionParams):
     platform: str = Field(pattern=r"^[a-z][a-z0-9_]{1,31}$")
     media: list[str] = Field(default_factory=list, max_length=10)
 
+    def files(self) -> list[str]:
+        return list(self.media)
+
     def target(self) -> str:
         return self.platform
 
@@ -101,7 +119,7 @@ class RegisterPayment(ActionParams):
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     payee: str = Field(min_length=1, max_length=200)
-    payment_kind: str = Field(default="bank_transfer", pattern=r"^[a-z][a-z0-9_]{1,31}$")
+    payment_kind: PaymentKind = "bank_transfer"
     invoice: str | None = Field(default=None, max_length=200)
 
     @field_validator("amount", mode="before")
@@ -128,15 +146,23 @@ def action_model(action: str) -> type[ActionParams]:
     return ACTIONS[action]
 
 
-def payload_sha256(action: str, kind: str, params: ActionParams, payload: str) -> str:
-    """Hash of everything that decides what the action does (not who claimed it or when)."""
+def payload_sha256(
+    action: str, kind: str, params: ActionParams, payload: str, attachments: Sequence[str] = ()
+) -> str:
+    """Hash of everything that decides what the action does (not who claimed it or when).
+
+    ``attachments`` are the fingerprints of attached files taken when the request was made.
+    """
+    fields: dict[str, Any] = {
+        "action": action,
+        "kind": kind,
+        "params": params.model_dump(mode="json"),
+        "payload": payload,
+    }
+    if attachments:
+        fields["attachments"] = list(attachments)
     canonical = json.dumps(
-        {
-            "action": action,
-            "kind": kind,
-            "params": params.model_dump(mode="json"),
-            "payload": payload,
-        },
+        fields,
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),

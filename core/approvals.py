@@ -11,6 +11,7 @@ through ``approve``/``reject`` here); expiry is the one automatic way to
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,6 @@ from pydantic import BaseModel, ValidationError
 from core import tasks
 from core.actions import (
     ActionParams,
-    SendEmail,
     action_model,
     idempotency_key,
     payload_sha256,
@@ -40,6 +40,7 @@ from core.policy import Level, Policy, load_policy
 from core.vault import APPROVAL_KINDS, Vault, stamped
 
 DEFAULT_TTL = timedelta(hours=24)
+MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 State = Literal["pending", "approved", "rejected", "done", "failed"]
 # Fields of the request itself and of its lifecycle; every other field is an action parameter.
 REQUEST_FIELDS = frozenset(
@@ -50,6 +51,7 @@ REQUEST_FIELDS = frozenset(
         "reason",
         "task",
         "expires",
+        "attachments_sha256",
         "idempotency_key",
         "payload_sha256",
         "approved_from",
@@ -81,6 +83,7 @@ class ApprovalRequest(BaseModel):
     expires: datetime
     params: ActionParams
     payload: str
+    attachments_sha256: list[str] = []
 
     @property
     def id(self) -> str:
@@ -88,7 +91,9 @@ class ApprovalRequest(BaseModel):
 
     @property
     def payload_hash(self) -> str:
-        return payload_sha256(self.action, self.kind, self.params, self.payload)
+        return payload_sha256(
+            self.action, self.kind, self.params, self.payload, self.attachments_sha256
+        )
 
     @property
     def key(self) -> str:
@@ -103,8 +108,11 @@ def _extra(meta: tasks.TaskMeta) -> dict[str, Any]:
 
 
 def expires_at(meta: tasks.TaskMeta) -> datetime:
-    """``expires`` from the file, or created + 24 h when it is missing or unreadable."""
-    return tasks.parse_utc(_extra(meta).get("expires")) or meta.created + DEFAULT_TTL
+    """``expires`` from the file, never later than created + 24 h (the default if it is
+    missing or unreadable), so no hand-edited date keeps a request alive."""
+    latest = meta.created + DEFAULT_TTL
+    written = tasks.parse_utc(_extra(meta).get("expires"))
+    return min(written, latest) if written else latest
 
 
 def parse_request(doc: tasks.TaskDoc, file: str) -> ApprovalRequest:
@@ -145,7 +153,16 @@ def parse_request(doc: tasks.TaskDoc, file: str) -> ApprovalRequest:
         expires=expires_at(doc.meta),
         params=parsed,
         payload=doc.body,
+        attachments_sha256=_digest_list(fields.get("attachments_sha256"), file),
     )
+
+
+def _digest_list(value: Any, file: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RequestError(f"{file} has a malformed attachments_sha256", "ask for a new request")
+    return value
 
 
 def read_request(vault: Vault, rel: str) -> ApprovalRequest:
@@ -156,10 +173,17 @@ def read_request(vault: Vault, rel: str) -> ApprovalRequest:
 
 
 def attachment_sizes(vault: Vault, params: ActionParams) -> tuple[int, ...]:
-    """Sizes of an email's attachments (vault paths, confined); VaultError for a bad one."""
-    if not isinstance(params, SendEmail):
-        return ()
-    return tuple(vault.resolve(rel).stat().st_size for rel in params.attachments)
+    """Sizes of the files an action sends (vault paths, confined); VaultError for a bad one."""
+    return tuple(vault.resolve(rel).stat().st_size for rel in params.files())
+
+
+def attachment_digests(vault: Vault, params: ActionParams) -> list[str]:
+    """``sha256:<hex>`` of each file the action sends, so a swapped file is caught later."""
+    digests = []
+    for rel in params.files():
+        data = tasks.read_bytes_safely(vault.resolve(rel), limit=MAX_ATTACHMENT_BYTES)
+        digests.append(f"sha256:{hashlib.sha256(data).hexdigest()}")
+    return digests
 
 
 def create_request(
@@ -185,6 +209,7 @@ def create_request(
             f"the handbook denies this {params.ACTION} ({decision.rule}: {decision.reason})",
             "do not ask again; tell the CEO if the handbook should change",
         )
+    digests = attachment_digests(vault, params)
     now = tasks.utc_now()
     fields = {
         "kind": params.KIND,
@@ -192,7 +217,8 @@ def create_request(
         **params.model_dump(mode="json", exclude_none=True),
         "reason": reason,
         **({"task": task} if task else {}),
-        "expires": tasks.iso_utc(now + ttl),
+        **({"attachments_sha256": digests} if digests else {}),
+        "expires": tasks.iso_utc(now + min(ttl, DEFAULT_TTL)),
     }
     meta = tasks.TaskMeta.model_validate(
         {"id": tasks.new_task_id("REQ"), "type": "approval_request", "created": now, **fields}
@@ -303,7 +329,12 @@ def _move(path: Path, target: Path, rel: str) -> None:
 
 def approve(vault: Vault, rel: str) -> Path:
     """The CEO's approval: move the request, unchanged, to Approved/<kind>/."""
-    kind, path, _ = _pending_request(vault, rel)
+    kind, path, doc = _pending_request(vault, rel)
+    if tasks.utc_now() >= (expires := expires_at(doc.meta)):
+        raise VaultError(
+            f"{rel} expired at {tasks.iso_utc(expires)}",
+            "it moves to Rejected/ at the next executor pass; ask for a new request",
+        )
     target = vault.root / "Approved" / kind / path.name
     vault.audit_ready()
     with vault.task_lock(path.name):

@@ -2,40 +2,48 @@
 
 For each file in ``Approved/<kind>/`` (oldest first): check it (parses, kind
 matches its folder, not expired, the handbook does not DENY it, a handler is
-set up, the hourly limit has room), claim it into ``In_Progress/local/``,
-record intent in the ledger under the idempotency key, call the handler,
-record the result, audit, and move it to ``Done/`` or ``Failed/``. A file found
-in ``In_Progress/local/`` at the start of a pass was interrupted: its ledger
-entry says whether to finish, reconcile with the service, or mark it unknown.
+set up, the hourly limit has room), write a claim record, move it into
+``In_Progress/local/``, record intent in the ledger under the idempotency key,
+call the handler, record the result, audit, and move it to ``Done/`` or
+``Failed/``. A request found in ``In_Progress/local/`` runs only if its claim
+record says the executor took exactly these contents from ``Approved/``; the
+ledger then says whether to start, reconcile with the service, or finish.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from core import tasks
+from core import outcomes, tasks
 from core.actions import RATE_CATEGORY
 from core.approvals import (
     ApprovalRequest,
+    attachment_digests,
     attachment_sizes,
     expire,
     expire_pending,
     parse_request,
 )
-from core.errors import ActionRefusedError, RequestError, TaskFileError, VaultError, ZoneError
+from core.errors import (
+    ActionRefusedError,
+    AIEmployeeError,
+    RequestError,
+    TaskFileError,
+    VaultError,
+    ZoneError,
+)
 from core.faults import fault_point
 from core.fsutil import atomic_write, locked, move_no_replace
-from core.ledger import ActionLedger, LedgerEntry
+from core.ledger import ActionLedger, ClaimBook, ClaimRecord, LedgerEntry
 from core.policy import Level, Policy, load_policy
 from core.ratelimit import RateLimiter
-from core.secret_scan import redact_text
 from core.vault import APPROVAL_KINDS, Vault, stamped
 
 IN_PROGRESS = "In_Progress/local"
@@ -83,6 +91,7 @@ class Executor:
         self.vault, self.dry_run, self.clock = vault, dry_run, clock
         self.handlers = {handler.action: handler for handler in handlers}
         self.ledger = ActionLedger(vault.state_dir)
+        self.claims = ClaimBook(vault.state_dir)
         self._noted: dict[str, str] = {}
 
     # -- one pass ----------------------------------------------------------------------
@@ -97,51 +106,59 @@ class Executor:
             self.report = PassReport()
             self.report.rejected += expire_pending(self.vault, self.clock())
             for entry in self.vault.list_tasks(IN_PROGRESS, limit=None, newest_first=False):
-                self._resume(entry.name)
+                self._guarded(entry.rel, self._resume, entry.name)
             for kind in APPROVAL_KINDS:
                 folder = f"Approved/{kind}"
                 for entry in self.vault.list_tasks(folder, limit=None, newest_first=False):
-                    self._take(kind, entry.name)
+                    self._guarded(entry.rel, self._take, kind, entry.name)
             return self.report
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(
+                    locked(self.vault.state_dir / "locks" / "approval_executor.lock", wait=False)
+                )
+            except BlockingIOError:
+                raise VaultError(
+                    "another approval executor is running on this vault", "let it work, or stop it"
+                ) from None
+            yield
+
+    def _guarded(self, rel: str, step: Callable[..., None], *args: str) -> None:
+        """One file's trouble never stops the pass: it waits, with the reason on record."""
         try:
-            with locked(self.vault.state_dir / "locks" / "approval_executor.lock", wait=False):
-                yield
-        except BlockingIOError:
-            raise VaultError(
-                "another approval executor is running on this vault", "let it work, or stop it"
-            ) from None
+            step(*args)
+        except FileNotFoundError:
+            return  # moved by someone else meanwhile
+        except (AIEmployeeError, OSError) as exc:
+            self._defer(rel, f"could not be handled this pass: {outcomes.clean_error(str(exc))}")
 
     # -- approved files ----------------------------------------------------------------
     def _take(self, kind: str, name: str) -> None:
-        rel = f"Approved/{kind}/{name}"
-        path = self.vault.root / rel
+        path = self.vault.root / "Approved" / kind / name
+        now = self.clock()
         try:
             data = tasks.read_bytes_safely(path)
             doc = tasks.parse_bytes(data, name=name)
-        except FileNotFoundError:
-            return
         except TaskFileError as exc:
-            self._fail_unreadable(path, rel, str(exc))
+            self._report(outcomes.fail_unreadable(self.vault, path, str(exc), now), failed=True)
             return
         try:
-            request = self._valid(doc, rel, kind)
+            request = self._valid(doc, f"Approved/{kind}/{name}", kind)
         except RequestError as exc:
-            self._fail(path, doc, str(exc), moved_first=True)
+            self._report(outcomes.fail(self.vault, path, doc, str(exc), now, in_approved=True))
             return
-        if request.expired(self.clock()):
-            target = expire(self.vault, rel, late=True, now=self.clock())
-            self.report.rejected.append(self._rel(target))
-            return
-        if (why := self._refusal(request)) is not None:
-            self._fail(path, doc, why, moved_first=True)
-            return
-        if (wait := self._wait_reason(request)) is not None:
-            self._defer(rel, wait)
-            return
-        self._claim(path, rel, data, kind)
+        if request.expired(now):
+            target = expire(self.vault, request.file, late=True, now=now)
+            self.report.rejected.append(outcomes.rel(self.vault, target))
+        elif (why := self._refusal(request)) is not None:
+            self._report(outcomes.fail(self.vault, path, doc, why, now, in_approved=True))
+        elif (wait := self._wait_reason(request)) is not None:
+            self._defer(request.file, wait)
+        else:
+            self._claim(path, request, kind)
 
     def _valid(self, doc: tasks.TaskDoc, rel: str, kind: str) -> ApprovalRequest:
         request = parse_request(doc, rel)
@@ -153,9 +170,11 @@ class Executor:
         return request
 
     def _refusal(self, request: ApprovalRequest) -> str | None:
-        """Why the handbook refuses this request even though it was approved, or None."""
+        """Why this approved request must not run after all, or None."""
         try:
             sizes = attachment_sizes(self.vault, request.params)
+            if attachment_digests(self.vault, request.params) != request.attachments_sha256:
+                return "an attached file is not the one that was approved; ask for a new request"
         except VaultError as exc:
             return f"attachment problem: {exc}"
         decision = self.policy.decide(request.params, request.payload, attachment_bytes=sizes)
@@ -173,87 +192,123 @@ class Executor:
             return f"the hourly {category} limit is reached; it runs after {at}"
         return None
 
-    def _claim(self, path: Path, rel: str, seen: bytes, kind: str) -> None:
+    def _claim(self, path: Path, request: ApprovalRequest, kind: str) -> None:
+        record = ClaimRecord(
+            name=path.name,
+            request_id=request.id,
+            key=request.key,
+            kind=kind,
+            dry_run=self.dry_run,
+            claimed_at=self.clock(),
+        )
+        self.claims.save(record)  # before the move: no record, no run
         target = self.vault.root / IN_PROGRESS / path.name
         with self.vault.task_lock(path.name):
             try:
                 move_no_replace(path, target)
-            except FileNotFoundError:
-                return
             except FileExistsError:
-                self._defer(rel, f"{IN_PROGRESS}/{path.name} exists; rename one of the two")
+                self._defer(request.file, f"{IN_PROGRESS}/{path.name} exists; rename one")
                 return
         fault_point("executor:after_claim")
         self.vault.record("action", "claim", f"{IN_PROGRESS}/{path.name}", approved_from=kind)
-        self._resume(path.name, approved_from=kind, seen=seen)
+        self._resume(path.name)
 
     # -- claimed files -----------------------------------------------------------------
-    def _resume(self, name: str, *, approved_from: str | None = None, seen: bytes = b"") -> None:
+    def _resume(self, name: str) -> None:
         path = self.vault.root / IN_PROGRESS / name
-        rel = f"{IN_PROGRESS}/{name}"
+        record = self.claims.get(name)
+        entry = self.ledger.get(record.key, dry_run=record.dry_run) if record else None
         try:
-            data = tasks.read_bytes_safely(path)
-            doc = tasks.parse_bytes(data, name=name)
-        except (FileNotFoundError, TaskFileError):
-            return  # not an approval request we can read: `status` shows it
-        if doc.meta.type != "approval_request":
+            doc = tasks.read_task_file(path)
+        except TaskFileError as exc:
+            if record is not None:  # ours, but no longer readable
+                entry = self._unknown(entry, str(exc)) if entry else None
+                outcome = entry.phase if entry else "not_run"
+                now = self.clock()
+                target = outcomes.fail_unreadable(self.vault, path, str(exc), now, outcome=outcome)
+                self._finished(name, target)
             return
-        extra = doc.meta.model_extra or {}
-        entry = self._stamped_entry(extra)
+        if doc.meta.type != "approval_request" and record is None:
+            return  # ordinary claimed work
+        if record is None:
+            self._not_ours(path, doc)
+            return
         try:
-            request = parse_request(doc, rel)
-            if seen and data != seen:  # edited between the check and the claim: check again
-                request = self._valid(doc, rel, approved_from or request.kind)
+            request = parse_request(doc, f"{IN_PROGRESS}/{name}")
+            if request.key != record.key:
+                raise RequestError(f"{name} changed after it was approved", "ask for a new request")
         except RequestError as exc:
-            if entry is not None and entry.phase == "intent":
-                self._close(path, doc, self.ledger.finish(entry, "unknown", {}, str(exc)))
+            if entry is None:
+                self._finished(name, outcomes.fail(self.vault, path, doc, str(exc), self.clock()))
             else:
-                self._fail(path, doc, str(exc))
+                self._close(path, doc, self._unknown(entry, str(exc)))
             return
         if entry is None:
-            self._start(path, doc, request, approved_from or str(extra.get("approved_from", "")))
+            self._start(path, doc, request, record)
             return
         if entry.phase == "intent":
-            entry = self._reconcile(entry, request, rel)
+            entry = self._reconcile(entry, request)
         if entry is not None:
-            self._close(path, doc, entry, request)
+            self._close(path, doc, entry)
 
-    def _stamped_entry(self, extra: dict[str, Any]) -> LedgerEntry | None:
-        key = extra.get("idempotency_key")
-        if not isinstance(key, str):
-            return None
-        return self.ledger.get(key, dry_run=extra.get("dry_run") is True)
+    def _not_ours(self, path: Path, doc: tasks.TaskDoc) -> None:
+        """A request in In_Progress/local that the executor never took from Approved/."""
+        stamped_before = "idempotency_key" in (doc.meta.model_extra or {})
+        why = (
+            "its executor records are gone, so it may have run: check before asking again"
+            if stamped_before
+            else "it was never approved (it did not come from Approved/); nothing was run"
+        )
+        outcome = "unknown" if stamped_before else "not_run"
+        self._report(outcomes.fail(self.vault, path, doc, why, self.clock(), outcome=outcome))
 
-    def _start(self, path: Path, doc: tasks.TaskDoc, request: ApprovalRequest, kind: str) -> None:
-        rel = self._rel(path)
+    def _start(
+        self, path: Path, doc: tasks.TaskDoc, request: ApprovalRequest, record: ClaimRecord
+    ) -> None:
+        rel = outcomes.rel(self.vault, path)
+        if record.dry_run != self.dry_run:
+            mode = "dry-run" if record.dry_run else "live"
+            self._defer(rel, f"claimed by a {mode} pass; run the executor that way to finish it")
+            return
+        if request.expired(self.clock()):
+            target = expire(self.vault, rel, late=True, now=self.clock())
+            self.claims.drop(path.name)
+            self.report.rejected.append(outcomes.rel(self.vault, target))
+            return
         if (why := self._refusal(request)) is not None:
-            self._fail(path, doc, why)
+            self._finished(path.name, outcomes.fail(self.vault, path, doc, why, self.clock()))
             return
         if (wait := self._wait_reason(request)) is not None:
             self._defer(rel, wait)
             return
-        key = request.key
         stamp = {
             "claimed_by": "local",
-            "claimed_at": tasks.iso_utc(self.clock()),
+            "claimed_at": tasks.iso_utc(record.claimed_at),
             "status": "in_progress",
-            "approved_from": kind or request.kind,
-            "idempotency_key": key,
-            "payload_sha256": request.payload_hash,
-            "dry_run": self.dry_run,
+            "approved_from": record.kind,
+            "idempotency_key": record.key,
+            "dry_run": record.dry_run,
         }
         doc, data = stamped(doc, **stamp)
         atomic_write(path, data)
-        if not self.limiter.reserve(RATE_CATEGORY[request.kind], key):
+        if not self.limiter.reserve(RATE_CATEGORY[request.kind], record.key):
             self._defer(rel, "the hourly limit filled up meanwhile; it runs later")
             return
-        entry = self.ledger.intend(
-            key, request_id=request.id, action=request.action, file=rel, dry_run=self.dry_run
-        )
+        try:
+            entry = self.ledger.intend(
+                record.key,
+                request_id=request.id,
+                action=request.action,
+                file=rel,
+                dry_run=self.dry_run,
+            )
+        except RequestError as exc:
+            self._finished(path.name, outcomes.fail(self.vault, path, doc, str(exc), self.clock()))
+            return
         fault_point("executor:after_intent")
         if entry.phase == "intent":
             entry = self._call(entry, request)
-        self._close(path, doc, entry, request)
+        self._close(path, doc, entry)
 
     def _call(self, entry: LedgerEntry, request: ApprovalRequest) -> LedgerEntry:
         phase, error = "done", None
@@ -264,10 +319,11 @@ class Executor:
             try:
                 result = handler.perform(request, entry.key)
             except ActionRefusedError as exc:
-                phase, result, error = "failed", {}, str(exc)
+                phase, result, error = "failed", {}, outcomes.clean_error(str(exc))
             except Exception as exc:  # whatever broke, the outcome is unknown
                 phase, result, error = self._after_break(handler, request, entry.key, exc)
         fault_point("executor:after_call")
+        result = {key: _clean(value) for key, value in result.items()}
         entry = self.ledger.finish(entry, phase, result, error)  # type: ignore[arg-type]
         fault_point("executor:after_result")
         return entry
@@ -275,21 +331,19 @@ class Executor:
     def _after_break(
         self, handler: ActionHandler, request: ApprovalRequest, key: str, exc: Exception
     ) -> tuple[str, dict[str, Any], str | None]:
-        error = f"{type(exc).__name__}: {redact_text(str(exc))[:300]}"
+        error = outcomes.clean_error(f"{type(exc).__name__}: {exc}")
         if handler.can_reconcile:
             try:
                 found = handler.lookup(request, key)
             except Exception:  # the service is unreachable: we cannot tell
                 found = None
-            else:
-                if found is not None:
-                    return "done", {**found, "reconciled": True}, None
+            if found is not None:
+                return "done", {**found, "reconciled": True}, None
         return "unknown", {}, f"{error}; not retried: check the service before asking again"
 
-    def _reconcile(
-        self, entry: LedgerEntry, request: ApprovalRequest, rel: str
-    ) -> LedgerEntry | None:
+    def _reconcile(self, entry: LedgerEntry, request: ApprovalRequest) -> LedgerEntry | None:
         """Finish an action whose process died between intent and result, without a blind redo."""
+        rel = request.file
         if entry.dry_run:
             return self._call(entry, request)  # no outside call was ever made
         if self.dry_run:
@@ -300,8 +354,7 @@ class Executor:
             self._defer(rel, f"interrupted; it waits for the {request.action} handler to check it")
             return None
         if not handler.can_reconcile:
-            why = "interrupted during the call and the service cannot be checked; not redone"
-            return self.ledger.finish(entry, "unknown", {}, why)
+            return self._unknown(entry, "interrupted during the call; it cannot be checked")
         try:
             found = handler.lookup(request, entry.key)
         except Exception as exc:  # try again next pass
@@ -309,85 +362,32 @@ class Executor:
             return None
         if found is not None:
             return self.ledger.finish(entry, "done", {**found, "reconciled": True})
-        return self._call(entry, request)  # the service never got it
+        if (why := self._refusal(request)) is not None:  # never reached the service: check again
+            return self.ledger.finish(entry, "failed", {}, why)
+        return self._call(entry, request)
 
-    def _close(
-        self,
-        path: Path,
-        doc: tasks.TaskDoc,
-        entry: LedgerEntry,
-        request: ApprovalRequest | None = None,
-    ) -> None:
-        """Stamp the outcome, audit it, then move the file to Done/ or Failed/."""
-        done = entry.phase == "done"
-        changes = {
-            "status": "done" if done else "failed",
-            "outcome": entry.phase,
-            "executed_at": tasks.iso_utc(self.clock()),
-            "dry_run": entry.dry_run,
-            "result": entry.result or None,
-            "error": entry.error,
-        }
-        _, data = stamped(doc, **changes)
-        atomic_write(path, data)
-        folder = "Done" if done else "Failed"
-        action = request.action if request else entry.action
-        self.vault.record(
-            "action",
-            action,
-            f"{folder}/{path.name}",
-            status="ok" if done else entry.phase,
-            dry_run=entry.dry_run,
-            request=entry.request_id,
-            key=entry.key,
-            error=entry.error,
-            result=entry.result,
-        )
-        target = self._move_to(path, folder)
-        fault_point("executor:after_move")
-        (self.report.done if done else self.report.failed).append(self._rel(target))
+    def _unknown(self, entry: LedgerEntry, why: str) -> LedgerEntry:
+        """An interrupted action that can no longer be checked: outcome unknown, never redone."""
+        if entry.phase != "intent":
+            return entry
+        error = outcomes.clean_error(f"{why}; not redone: check the service before asking again")
+        return self.ledger.finish(entry, "unknown", {}, error)
 
-    # -- failures and waiting ----------------------------------------------------------
-    def _fail(
-        self, path: Path, doc: tasks.TaskDoc, error: str, *, moved_first: bool = False
-    ) -> None:
-        """To Failed/ with the error in frontmatter; nothing was executed."""
-        changes = {"status": "failed", "outcome": "not_run", "error": error}
-        changes["failed_at"] = tasks.iso_utc(self.clock())
-        _, data = stamped(doc, **changes)
-        self.vault.record("action", "refuse", self._rel(path), status="failed", error=error)
-        if moved_first:  # never rewrite a file in Approved/: move it out, then stamp it
-            target = self._move_to(path, "Failed")
-            atomic_write(target, data)
-        else:
-            atomic_write(path, data)
-            target = self._move_to(path, "Failed")
-        self.report.failed.append(self._rel(target))
+    def _close(self, path: Path, doc: tasks.TaskDoc, entry: LedgerEntry) -> None:
+        target = outcomes.close(self.vault, path, doc, entry, self.clock())
+        self._finished(path.name, target, failed=entry.phase != "done")
 
-    def _fail_unreadable(self, path: Path, rel: str, error: str) -> None:
-        """A file that is not a task at all: wrap its text with the error, or move it as is."""
-        self.vault.record("action", "refuse", rel, status="failed", error=error)
-        target = self._move_to(path, "Failed")
-        self.report.failed.append(self._rel(target))
-        try:
-            text = tasks.read_bytes_safely(target).decode("utf-8")
-        except (TaskFileError, UnicodeDecodeError, OSError):
-            text = "\x00"
-        if "\x00" in text:
-            return  # not text: kept byte for byte; the audit entry says why
-        meta = {
-            "id": tasks.new_task_id("FAILED"),
-            "type": "failed_request",
-            "created": tasks.iso_utc(self.clock()),
-            "status": "failed",
-            "outcome": "not_run",
-            "error": error,
-            "original_file": rel,
-        }
-        note = "This file could not be read as an approval request; nothing was executed."
-        atomic_write(
-            target, tasks.render(meta, f"{note}\n\n{tasks.untrusted_block(text)}").encode()
-        )
+    # -- bookkeeping -------------------------------------------------------------------
+    def _finished(self, name: str, target: Path | None, *, failed: bool = True) -> None:
+        self._report(target, failed=failed)
+        if target is not None:
+            self.claims.drop(name)
+
+    def _report(self, target: Path | None, *, failed: bool = True) -> None:
+        if target is not None:
+            (self.report.failed if failed else self.report.done).append(
+                outcomes.rel(self.vault, target)
+            )
 
     def _defer(self, rel: str, why: str) -> None:
         self.report.waiting[rel] = why
@@ -395,9 +395,6 @@ class Executor:
             self._noted[rel] = why
             self.vault.record("action", "wait", rel, status="waiting", why=why)
 
-    def _move_to(self, path: Path, folder: str) -> Path:
-        with self.vault.task_lock(path.name):
-            return self.vault.move_unique(path, self.vault.root / folder)
 
-    def _rel(self, path: Path) -> str:
-        return str(path.relative_to(self.vault.root))
+def _clean(value: Any) -> Any:
+    return outcomes.clean_error(value) if isinstance(value, str) else value

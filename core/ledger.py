@@ -6,6 +6,7 @@ the executor then reconciles with the service instead of calling again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from core.errors import VaultError
+from core.errors import RequestError, VaultError
 from core.fsutil import atomic_create, atomic_write
 from core.tasks import read_bytes_safely, utc_now
 
@@ -62,7 +63,11 @@ class ActionLedger:
     def intend(
         self, key: str, *, request_id: str, action: str, file: str, dry_run: bool
     ) -> LedgerEntry:
-        """Record the intent (durably, before the call); an existing entry is returned as is."""
+        """Record the intent (durably, before the call); an existing entry is returned as is.
+
+        One request runs under one key only: a request id already used with another payload
+        raises RequestError, so an edited copy of a request that ran never runs again.
+        """
         entry = LedgerEntry(
             key=key,
             request_id=request_id,
@@ -72,14 +77,31 @@ class ActionLedger:
             phase="intent",
             intent_at=utc_now(),
         )
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._path(key, dry_run)
+        self._bind(request_id, key, dry_run)
         try:
-            atomic_create(self._path(key, dry_run), _dump(entry), mode=0o600)
+            atomic_create(path, _dump(entry), mode=0o600)
         except FileExistsError:
             existing = self.get(key, dry_run=dry_run)
-            assert existing is not None
+            if existing is None:
+                raise VaultError(f"the ledger entry for {key} vanished", "check .state/") from None
             return existing
         return entry
+
+    def _bind(self, request_id: str, key: str, dry_run: bool) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folder = self.folder / "requests"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        digest = hashlib.sha256(request_id.encode()).hexdigest()[:32]
+        path = folder / (f"dry-{digest}" if dry_run else digest)
+        try:
+            atomic_create(path, key.encode(), mode=0o600)
+        except FileExistsError:
+            if read_bytes_safely(path).decode(errors="replace") != key:
+                raise RequestError(
+                    f"request {request_id} already ran, or began to, with other contents",
+                    "an approval is used once; ask for a new request if it must run again",
+                ) from None
 
     def finish(
         self, entry: LedgerEntry, phase: Phase, result: dict[str, Any], error: str | None = None
@@ -93,3 +115,44 @@ class ActionLedger:
 
 def _dump(entry: LedgerEntry) -> bytes:
     return json.dumps(entry.model_dump(mode="json"), sort_keys=True, indent=1).encode()
+
+
+class ClaimRecord(BaseModel):
+    """What the executor took from ``Approved/``: written before the move, checked on resume."""
+
+    name: str
+    request_id: str
+    key: str
+    kind: str
+    dry_run: bool
+    claimed_at: datetime
+
+
+class ClaimBook:
+    """``.state/claims/``: only a file with a record here was claimed by the executor."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.folder = state_dir / "claims"
+
+    def _path(self, name: str) -> Path:
+        return self.folder / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.json"
+
+    def save(self, record: ClaimRecord) -> None:
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data = json.dumps(record.model_dump(mode="json"), sort_keys=True).encode()
+        atomic_write(self._path(record.name), data, mode=0o600)
+
+    def get(self, name: str) -> ClaimRecord | None:
+        try:
+            record = ClaimRecord.model_validate_json(read_bytes_safely(self._path(name)))
+        except FileNotFoundError:
+            return None
+        except (ValidationError, VaultError):
+            raise VaultError(
+                f"the executor's claim record for {name} is unreadable",
+                "the action may or may not have run: check the service by hand",
+            ) from None
+        return record if record.name == name else None
+
+    def drop(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)

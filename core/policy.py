@@ -28,7 +28,14 @@ from pydantic import (
 )
 
 from core import tasks
-from core.actions import ActionParams, PublishPost, RegisterPayment, SendEmail, normalize_address
+from core.actions import (
+    PAYMENT_KINDS,
+    ActionParams,
+    PublishPost,
+    RegisterPayment,
+    SendEmail,
+    normalize_address,
+)
 from core.errors import PolicyError, TaskFileError, VaultError
 from core.paths import confine
 
@@ -50,7 +57,8 @@ _LOWER_LOOKALIKES = str.maketrans(
 )
 
 
-PaymentKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
+_KIND_NAMES = "|".join(PAYMENT_KINDS)
+DeniedKind = Annotated[str, StringConstraints(pattern=rf"^({_KIND_NAMES})(_to_new_payee)?$")]
 
 
 class Level(StrEnum):
@@ -93,7 +101,7 @@ class PaymentRules(_Strict):
     approve_new_payee: bool = True
     approve_above: Decimal = Field(default=Decimal(100), ge=0)
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    deny_kinds: list[PaymentKind] = Field(default_factory=list)
+    deny_kinds: list[DeniedKind] = Field(default_factory=list)
 
 
 class SocialRules(_Strict):
@@ -185,7 +193,7 @@ class Policy(_Strict):
 
     def _payment(self, action: RegisterPayment, payload: str) -> Decision:
         rules = self.payments
-        new_payee = fold(action.payee) not in self._payees
+        new_payee = payee_key(action.payee) not in self._payees
         kinds = {action.payment_kind} | (
             {f"{action.payment_kind}_to_new_payee"} if new_payee else set()
         )
@@ -225,16 +233,20 @@ def _kept(char: str) -> bool:
     return unicodedata.category(char) not in {"Cf", "Mn"}
 
 
+def payee_key(name: str) -> str:
+    """A payee as the known-payees list matches it: exact up to case and spacing.
+
+    Deliberately not :func:`fold`: a look-alike name must count as a new payee.
+    """
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
 def fold(text: str) -> str:
     """Text as the keyword rules see it: NFKC, casefolded, no format characters or accents,
     look-alike letters mapped to Latin ones."""
     text = unicodedata.normalize("NFKC", text).translate(_UPPER_LOOKALIKES).casefold()
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if _kept(c))
     return re.sub(r"\s+", " ", text.translate(_LOWER_LOOKALIKES))
-
-
-def _kept(char: str) -> bool:
-    return unicodedata.category(char) not in {"Cf", "Mn"}
 
 
 def parse_policy(text: str, source: str = HANDBOOK) -> Policy:
@@ -305,4 +317,6 @@ def load_policy(vault_root: Path) -> Policy:
     policy = parse_policy(text)
     contacts = _read_text(vault_root, policy.email.known_contacts_file, required=False) or ""
     payees = _read_text(vault_root, policy.payments.known_payees_file, required=False) or ""
-    return policy.with_lists(known_contacts(contacts), frozenset(map(fold, list_items(payees))))
+    return policy.with_lists(
+        known_contacts(contacts), frozenset(map(payee_key, list_items(payees)))
+    )

@@ -56,7 +56,7 @@ class RateLimiter:
         )
         if not valid:
             raise VaultError(
-                f"the rate counter file .state/{STATE_FILE} is unreadable",
+                f"the rate counter file .state/{self.path.name} is unreadable",
                 "nothing is sent until it is fixed; check recent actions in the audit trail, "
                 "then delete the file to start counting afresh",
             )

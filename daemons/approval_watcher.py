@@ -63,8 +63,8 @@ def run(
             print_report(executor.run_once())
         except PolicyError as exc:
             print(f"approval_watcher: nothing runs until this is fixed: {exc}", flush=True)
-        except AIEmployeeError as exc:
-            print(f"approval_watcher: pass stopped: {exc}", flush=True)
+        except (AIEmployeeError, OSError) as exc:
+            print(f"approval_watcher: pass stopped, retrying: {exc}", flush=True)
         stop.wait(interval)
     print("approval_watcher: stopped", flush=True)
     return 0

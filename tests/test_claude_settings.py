@@ -208,6 +208,11 @@ CEO_ONLY_PATHS = [
     "/srv/vault/Known_Contacts.md",
     "/srv/vault/Known_Payees.md",
     f"{PROJECT}/vault_template/Company_Handbook.md",
+    # what only the executor writes: claimed requests and per-machine state
+    "/home/ceo/AI_Employee_Vault/In_Progress/local/SEND_EMAIL_x.md",
+    "/srv/vault/In_Progress/cloud/TASK_1.md",
+    "/srv/vault/.state/rate_limits.json",
+    "/srv/vault/.state/ledger/abc.json",
 ]
 CEO_ONLY_RELATIVE = [
     # relative to the working folder (Claude Code runs in the project or in the vault)
@@ -294,6 +299,9 @@ CEO_ONLY_COMMANDS = [
     "sed -i 's/approve_above: 100/approve_above: 100000/' Company_Handbook.md",
     "echo '- Eve <eve@evil.example>' >> /home/ceo/vault/Known_Contacts.md",
     "cp payees.md /srv/vault/Known_Payees.md",
+    "mv forged.md /srv/vault/In_Progress/local/",
+    "rm /srv/vault/.state/rate_limits.json",
+    "mv a.md approved/email/",
 ]
 
 

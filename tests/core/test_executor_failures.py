@@ -16,8 +16,8 @@ from core.approvals import read_request
 from core.audit import AuditLog
 from core.executor import PassReport
 from core.fsutil import atomic_write, move_no_replace
-from core.ledger import ActionLedger
-from core.tasks import UNTRUSTED_HEADING
+from core.ledger import ActionLedger, ClaimBook, ClaimRecord
+from core.tasks import UNTRUSTED_HEADING, utc_now
 from core.vault import Vault, stamped
 from tests.core.test_executor import (
     approved_email,
@@ -218,6 +218,15 @@ def _interrupted(vault: Vault, *, finished: bool = False) -> tuple[str, str, str
     request = read_request(vault, rel)
     name = Path(rel).name
     claimed = vault.root / "In_Progress/local" / name
+    record = ClaimRecord(
+        name=name,
+        request_id=request.id,
+        key=request.key,
+        kind="email",
+        dry_run=False,
+        claimed_at=utc_now(),
+    )
+    ClaimBook(vault.state_dir).save(record)  # what the executor writes before its move
     move_no_replace(vault.root / rel, claimed)
     _, data = stamped(vault.read(f"In_Progress/local/{name}"), **_stamp(request.key))
     atomic_write(claimed, data)

@@ -68,7 +68,7 @@ def test_intend_twice_returns_the_existing_entry(ledger: ActionLedger, state: Pa
     again = intend(ledger, request_id="REQ_X", action="publish_post", file="Approved/other.md")
     assert again == first
     assert entry_file(state).read_bytes() == raw
-    assert sorted(p.name for p in (state / "ledger").iterdir()) == [f"{KEY}.json"]
+    assert sorted(p.name for p in (state / "ledger").iterdir() if p.is_file()) == [f"{KEY}.json"]
 
 
 def test_intend_after_finish_returns_the_finished_entry(ledger: ActionLedger) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import ValidationError
 
 from core.actions import ActionParams, PublishPost, RegisterPayment, SendEmail
 from core.errors import PolicyError
@@ -227,15 +229,32 @@ def test_known_contacts_and_list_items_parse_markdown() -> None:
     assert list_items("- one\n* [ ] two\nprose\n  + three  \n") == ["one", "two", "three"]
 
 
-def test_payees_come_from_bullets_and_match_by_folded_name(root: Path) -> None:
+def test_payees_come_from_bullets_and_match_by_exact_name(root: Path) -> None:
     (root / "Known_Payees.md").write_text(
         "# Known payees\n\nWe sometimes pay Initech.\n\n- Acme Supplies Ltd\n- [x] Globex\n"
     )
     p = load_policy(root)
-    assert p.known_payees == {fold("Acme Supplies Ltd"), fold("Globex")}
-    for name in ("ACME SUPPLIES LTD", "Acm\u0435 Supplies Ltd", "\uff21cme Supplies Ltd", "globex"):
+    assert p.known_payees == {"acme supplies ltd", "globex"}
+    for name in ("ACME SUPPLIES LTD", "Acme  Supplies Ltd ", "globex"):
         assert p.decide(pay(payee=name)).level is Level.AUTO, name
     assert p.decide(pay(payee="Initech")).rule == "payments.approve_new_payee"
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "Acm\u0435 Supplies Ltd",
+        "\uff21cme Supplies Ltd",
+        "Acmé Supplies Ltd",
+        "\u0410cme Supplies Ltd",
+    ],
+)
+def test_a_look_alike_payee_is_a_new_payee(root: Path, look_alike: str) -> None:
+    (root / "Known_Payees.md").write_text("- Acme Supplies Ltd\n")
+    p = load_policy(root)
+    assert p.decide(pay(payee=look_alike)).rule == "payments.approve_new_payee"
+    wire = p.decide(pay(payee=look_alike, payment_kind="wire"))
+    assert (wire.level, wire.rule) == (Level.DENY, "payments.deny_kinds")
 
 
 # -- email ---------------------------------------------------------------------------------
@@ -311,6 +330,10 @@ EVASIONS = [
 @pytest.mark.parametrize("word", EVASIONS)
 @pytest.mark.parametrize("where", ["subject", "body"])
 def test_sensitive_topics_are_found_despite_disguise(word: str, where: str) -> None:
+    if where == "subject" and any(unicodedata.category(c) == "Cf" for c in word):
+        with pytest.raises(ValidationError, match="format or direction"):
+            reply(subject=f"Re: {word}")  # invisible characters never reach a subject line
+        return
     email, body = (reply(subject=f"Re: {word}"), "ok") if where == "subject" else (reply(), word)
     decision = policy().decide(email, body)
     assert (decision.level, decision.rule) == (Level.APPROVE, "sensitive_topics")

@@ -97,7 +97,8 @@ def test_once_runs_an_approved_request_as_a_dry_run_by_default(root: Path, argv:
     assert "send_email to new.person@example.com" in meta["result"]["would"]
     # Only a dry-run ledger entry: a later live run is not blocked by it.
     ledger = root / ".state/ledger"
-    assert [p.name for p in ledger.iterdir()] == [f"dry-{meta['idempotency_key']}.json"]
+    entries = [p.name for p in ledger.iterdir() if p.is_file()]
+    assert entries == [f"dry-{meta['idempotency_key']}.json"]
     # What was not approved stays where it is.
     assert pending.read_bytes() == pending_bytes
     assert _md(root, "Pending_Approval/email") == [pending.name]
