@@ -7,7 +7,11 @@ import sys
 
 from bench.table import print_table
 
-SUITES = (("Vault", "bench.bench_vault"), ("Audit trail", "bench.bench_audit"))
+SUITES = (
+    ("Vault", "bench.bench_vault"),
+    ("Audit trail", "bench.bench_audit"),
+    ("MCP servers", "bench.bench_servers"),
+)
 
 
 def main() -> int:

@@ -38,7 +38,7 @@ def normalize_address(raw: str) -> str:
     return address
 
 
-def _one_line(value: str) -> str:
+def one_line(value: str) -> str:
     invisible = any(unicodedata.category(char) == "Cf" for char in value)
     if not _ONE_LINE.fullmatch(value) or invisible:
         raise ValueError("must be one line without control, format or direction characters")
@@ -86,7 +86,7 @@ class SendEmail(ActionParams):
     @field_validator("subject", "in_reply_to")
     @classmethod
     def _single_line(cls, value: str | None) -> str | None:
-        return None if value is None else _one_line(value)
+        return None if value is None else one_line(value)
 
     def files(self) -> list[str]:
         return list(self.attachments)
@@ -130,7 +130,7 @@ class RegisterPayment(ActionParams):
     @field_validator("payee", "invoice")
     @classmethod
     def _single_line(cls, value: str | None) -> str | None:
-        return None if value is None else _one_line(value)
+        return None if value is None else one_line(value)
 
     def target(self) -> str:
         return self.payee

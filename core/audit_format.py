@@ -160,7 +160,12 @@ def sealed(record: dict[str, Any]) -> tuple[bytes, AuditEntry]:
 
 
 def ts_key(moment: datetime) -> bytes:
-    return format_ts(moment).encode()
+    """The sort key of a query bound; bounds beyond the calendar clamp to its ends."""
+    try:
+        return format_ts(moment).encode()
+    except OverflowError:
+        edge = datetime.min if moment.year == 1 else datetime.max
+        return format_ts(edge.replace(tzinfo=UTC)).encode()
 
 
 def format_ts(moment: datetime) -> str:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pydantic
-import tenacity
 
 from core.errors import CircuitOpenError, NotRepeatableError, ServiceError
 from core.fsutil import atomic_write
@@ -83,6 +82,8 @@ def call_with_retry(
             "Sends, posts and payments are never retried automatically; "
             "mark reads and lookups with @repeatable",
         )
+    import tenacity  # on first use: servers import this module at start, retries come later
+
     retrying = tenacity.Retrying(
         sleep=sleep,
         stop=tenacity.stop_after_attempt(policy.tries),

@@ -245,6 +245,7 @@ class Vault:
 
     def _claimable(self, source: Path) -> tuple[bytes, TaskDoc]:
         try:
+            _single_file(source)
             data = tasks.read_bytes_safely(source)
             return data, tasks.parse_bytes(data, name=source.name)
         except FileNotFoundError:
@@ -270,10 +271,12 @@ class Vault:
 
     def _claimed_path(self, name: str, zone: str) -> Path:
         path = self.root / "In_Progress" / _check_zone(zone) / _task_name(name)
-        if not path.exists():
+        try:
+            _single_file(path)
+        except FileNotFoundError:
             raise TaskNotFoundError(
                 f"{name} is not claimed by {zone}", f"list In_Progress/{zone} to see its tasks"
-            )
+            ) from None
         return path
 
     def release(self, name: str, zone: str, reason: str = "released") -> Path:
@@ -282,7 +285,7 @@ class Vault:
         self.audit_ready()
         with self.task_lock(name):
             path = self._claimed_path(name, zone)
-            if target.exists():
+            if os.path.lexists(target):
                 raise TargetExistsError(
                     f"Needs_Action/{name} exists again", "rename one of the two files, then release"
                 )
@@ -353,6 +356,16 @@ def stamped(doc: TaskDoc, **changes: Any) -> tuple[TaskDoc, bytes]:
     except ValidationError:
         raise TaskFileError("the updated fields are not valid", "check the values passed") from None
     return TaskDoc(meta=meta, body=doc.body), tasks.render(meta.to_frontmatter(), doc.body).encode()
+
+
+def _single_file(path: Path) -> None:
+    """A task file is a regular file with one name: never a link, a FIFO, or a hard link."""
+    st = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        raise TaskFileError(
+            f"{path.name} is not a plain file (a link, a special file or hard-linked elsewhere)",
+            "move it out of the vault; only plain task files are worked on",
+        )
 
 
 def _claimed_at(path: Path) -> datetime:

@@ -42,6 +42,11 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(
             "that file was moved or removed meanwhile; list the folder again and pick again"
         ) from None
+    except FileExistsError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ToolError(
+            f"the target already exists{where}; nothing was replaced: rename one of the two"
+        ) from None
 
 
 def settings_or_exit(name: str) -> Settings:

@@ -11,10 +11,10 @@ from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from core import approvals, tasks
-from core.actions import RATE_CATEGORY, PublishPost, RegisterPayment, SendEmail
+from core.actions import RATE_CATEGORY, PublishPost, RegisterPayment, SendEmail, one_line
 from core.config import Settings
 from core.dashboard import update_dashboard as write_dashboard
 from core.paths import slug
@@ -55,7 +55,7 @@ TaskName = Annotated[
 VaultPath = Annotated[
     str, Field(description="a path relative to the vault, e.g. Needs_Action/EMAIL_123.md")
 ]
-Title = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
 Body = Annotated[str, Field(max_length=200_000, description="markdown")]
 ActionParams = Annotated[
     SendEmail | PublishPost | RegisterPayment,
