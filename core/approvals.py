@@ -238,13 +238,14 @@ _STATE_FOLDERS: dict[str, list[str]] = {
 
 
 class RequestSummary(BaseModel):
-    file: str
+    path: str
     id: str
     action: str | None
     kind: str | None
     status: str
     created: datetime
     expires: datetime
+    hours_left: float
     reason: str | None
 
 
@@ -269,14 +270,16 @@ def _summaries(vault: Vault, folder: str, limit: int) -> Iterator[RequestSummary
             continue
         extra = _extra(meta)
         count += 1
+        expires = expires_at(meta)
         yield RequestSummary(
-            file=entry.rel,
+            path=entry.rel,
             id=meta.id,
             action=_text(extra.get("action")),
             kind=_text(extra.get("kind")),
             status=meta.status,
             created=meta.created,
-            expires=expires_at(meta),
+            expires=expires,
+            hours_left=round((expires - tasks.utc_now()).total_seconds() / 3600, 2),
             reason=_text(extra.get("reason")),
         )
 

@@ -7,27 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from core.approvals import RequestSummary
 from core.policy import Decision
+from core.vault import FOLDERS
 
-ReadableFolder = Literal[
-    "Inbox",
-    "Needs_Action",
-    "In_Progress/cloud",
-    "In_Progress/local",
-    "Plans",
-    "Pending_Approval/email",
-    "Pending_Approval/payments",
-    "Pending_Approval/social_media",
-    "Approved/email",
-    "Approved/payments",
-    "Approved/social_media",
-    "Rejected",
-    "Done",
-    "Failed",
-    "Updates",
-    "Signals",
-    "Briefings",
-]
+ReadableFolder = Literal[tuple(folder for folder in FOLDERS if folder != "Logs")]  # type: ignore[valid-type]
 WritableFolder = Literal["Needs_Action", "Plans", "Updates", "Briefings"]
 Priority = Literal["low", "normal", "high", "urgent"]
 RequestState = Literal["pending", "approved", "rejected", "done", "failed"]
@@ -79,21 +63,9 @@ class ApprovalAnswer(BaseModel):
     message: str
 
 
-class ApprovalItem(BaseModel):
-    path: str
-    id: str
-    action: str | None
-    kind: str | None
-    status: str
-    created: datetime
-    expires: datetime
-    hours_left: float
-    reason: str | None
-
-
 class ApprovalList(BaseModel):
     state: str
-    requests: list[ApprovalItem]
+    requests: list[RequestSummary]
 
 
 class PolicyAnswer(BaseModel):

@@ -25,7 +25,6 @@ from core.vault import Vault, open_vault
 from servers.support import hints, tool_errors
 from servers.vault_mcp.models import (
     ApprovalAnswer,
-    ApprovalItem,
     ApprovalList,
     ClaimedTask,
     DashboardAnswer,
@@ -77,8 +76,8 @@ def build_server(settings: Settings) -> MCPServer:
     def list_tasks(
         folder: ReadableFolder = "Needs_Action",
         prefix: Annotated[str, Field(max_length=64, description="only names starting so")] = "",
-        limit: Annotated[int, Field(ge=1, le=500)] = 50,
-        oldest_first: bool = False,
+        limit: Annotated[int, Field(ge=1, le=500, description="at most this many")] = 50,
+        oldest_first: Annotated[bool, Field(description="oldest first instead of newest")] = False,
     ) -> TaskList:
         """The newest (or oldest) task files of a folder, without reading them."""
         with tool_errors():
@@ -105,7 +104,9 @@ def build_server(settings: Settings) -> MCPServer:
     def create_task(
         title: Title,
         body: Body = "",
-        type: Annotated[str, Field(pattern=r"^[a-z][a-z_]{1,31}$")] = "task",
+        type: Annotated[
+            str, Field(pattern=r"^[a-z][a-z_]{1,31}$", description="task, briefing, audit, ...")
+        ] = "task",
         folder: WritableFolder = "Needs_Action",
         priority: Priority = "normal",
     ) -> WrittenTask:
@@ -131,7 +132,10 @@ def build_server(settings: Settings) -> MCPServer:
 
     @mcp.tool(title="Release a task", annotations=hints(destructive=True))
     def release_task(
-        name: TaskName, reason: Annotated[str, Field(max_length=500)] = "released"
+        name: TaskName,
+        reason: Annotated[
+            str, Field(max_length=500, description="why; kept in the file")
+        ] = "released",
     ) -> MovedTask:
         """Give a task this zone claimed back to Needs_Action, saying why."""
         with tool_errors():
@@ -140,7 +144,8 @@ def build_server(settings: Settings) -> MCPServer:
 
     @mcp.tool(title="Complete a task", annotations=hints(destructive=True))
     def complete_task(
-        name: TaskName, summary: Annotated[str, Field(max_length=2000)] = ""
+        name: TaskName,
+        summary: Annotated[str, Field(max_length=2000, description="what was done")] = "",
     ) -> MovedTask:
         """Mark a task this zone claimed as done and move it to Done/."""
         with tool_errors():
@@ -166,7 +171,9 @@ def build_server(settings: Settings) -> MCPServer:
         payload: Annotated[str, Field(max_length=100_000, description="email body or post")],
         reason: Annotated[str, Field(min_length=1, max_length=1000)],
         task: Annotated[str | None, Field(description="id of the originating task")] = None,
-        even_if_auto: bool = False,
+        even_if_auto: Annotated[
+            bool, Field(description="write a request even when the handbook allows it unasked")
+        ] = False,
     ) -> ApprovalAnswer:
         """Write an approval request to Pending_Approval/<kind>/ after the handbook's check.
 
@@ -203,20 +210,12 @@ def build_server(settings: Settings) -> MCPServer:
 
     @mcp.tool(title="List approval requests", annotations=hints(read_only=True))
     def list_approvals(
-        state: RequestState = "pending", limit: Annotated[int, Field(ge=1, le=200)] = 50
+        state: RequestState = "pending",
+        limit: Annotated[int, Field(ge=1, le=200, description="at most this many")] = 50,
     ) -> ApprovalList:
         """Approval requests in one state, newest first, with hours left before they expire."""
         with tool_errors():
-            now = tasks.utc_now()
-            found = approvals.list_requests(vault(), state, limit=limit)
-            items = [
-                ApprovalItem(
-                    path=r.file,
-                    hours_left=round((r.expires - now).total_seconds() / 3600, 2),
-                    **r.model_dump(exclude={"file"}),
-                )
-                for r in found
-            ]
+            items = approvals.list_requests(vault(), state, limit=limit)
             return ApprovalList(state=state, requests=items)
 
     @mcp.tool(title="Check the handbook's policy", annotations=hints(read_only=True))

@@ -209,11 +209,11 @@ def test_list_requests_by_state(vault: Vault) -> None:
     approvals.approve(vault, _rel(vault, paths[0]))
     approvals.reject(vault, _rel(vault, paths[1]), "no")
     pending = list_requests(vault, "pending")
-    assert [r.file for r in pending] == [_rel(vault, paths[2])]
+    assert [r.path for r in pending] == [_rel(vault, paths[2])]
     assert (pending[0].action, pending[0].kind, pending[0].reason) == ("send_email", "email", "r2")
-    assert [r.file for r in list_requests(vault, "approved")] == [f"Approved/email/{paths[0].name}"]
+    assert [r.path for r in list_requests(vault, "approved")] == [f"Approved/email/{paths[0].name}"]
     [rejected] = list_requests(vault, "rejected")
-    assert (rejected.file, rejected.status) == (f"Rejected/{paths[1].name}", "rejected")
+    assert (rejected.path, rejected.status) == (f"Rejected/{paths[1].name}", "rejected")
     assert list_requests(vault, "done") == [] and list_requests(vault, "failed") == []
 
 
