@@ -37,7 +37,7 @@ from core.errors import (
 from core.fsutil import atomic_write, move_no_replace
 from core.paths import slug, split_relative
 from core.policy import Level, Policy, load_policy
-from core.vault import APPROVAL_KINDS, Vault, stamped
+from core.vault import APPROVAL_KINDS, Vault
 
 DEFAULT_TTL = timedelta(hours=24)
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -351,7 +351,9 @@ def reject(vault: Vault, rel: str, reason: str = "") -> Path:
     _, path, doc = _pending_request(vault, rel)
     reason = reason or "rejected by the CEO"
     changes = {"status": "rejected", "rejected_at": tasks.iso_utc(), "reject_reason": reason}
-    _, data = stamped(doc, **changes)  # rendered first: a request that cannot be is left alone
+    _, data = tasks.stamped(
+        doc, **changes
+    )  # rendered first: a request that cannot be is left alone
     target = vault.root / "Rejected" / path.name
     vault.audit_ready()
     with vault.task_lock(path.name):
@@ -371,7 +373,7 @@ def expire(vault: Vault, rel: str, *, late: bool = False, now: datetime | None =
         raise VaultError(f"{rel} has not expired (it expires {tasks.iso_utc(expires)})", "wait")
     why = f"expired at {tasks.iso_utc(expires)}" + (", approved too late" if late else "")
     changes = {"status": "expired", "expired_at": tasks.iso_utc(moment), "reject_reason": why}
-    _, data = stamped(doc, **changes)
+    _, data = tasks.stamped(doc, **changes)
     vault.audit_ready()
     with vault.task_lock(path.name):
         try:

@@ -148,7 +148,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from ``environ`` (default: os.environ) plus the optional .env file."""
     env = dict(os.environ if environ is None else environ)
     env_file = _env_file(env)
-    merged = {**(parse_env_file(env_file) if env_file else {}), **env}
+    # An empty variable counts as unset, so `${ZONE:-}` in .mcp.json leaves .env in charge.
+    merged = {
+        **(parse_env_file(env_file) if env_file else {}),
+        **{k: v for k, v in env.items() if v},
+    }
     vault = _path(merged.get("VAULT_PATH") or DEFAULT_VAULT)
     if env_file is not None:
         _refuse_env_inside_vault(env_file, vault)

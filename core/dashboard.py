@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core import tasks
-from core.errors import VaultError
+from core.errors import AuditError, VaultError
 from core.fsutil import atomic_write
 from core.status import VaultStatus, vault_status
 from core.vault import Vault
@@ -64,7 +64,12 @@ def update_dashboard(vault: Vault, *, zone: str, dry_run: bool, notes: str = "")
         return vault.create_unique("Updates", stem, meta, notes)
     status = vault_status(vault, zone=zone, dry_run=dry_run)
     path = vault.root / DASHBOARD
-    vault.audit_ready()
-    atomic_write(path, render_dashboard(status, notes).encode())
+    page = render_dashboard(status, notes).encode()
+    try:
+        vault.audit_ready()
+    except AuditError:
+        atomic_write(path, page)  # the page is how the CEO learns the trail needs attention
+        raise
+    atomic_write(path, page)
     vault.record("vault", "update_dashboard", DASHBOARD, pending=len(status.pending_approvals))
     return path

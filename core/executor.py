@@ -44,7 +44,7 @@ from core.fsutil import atomic_write, locked, move_no_replace
 from core.ledger import ActionLedger, ClaimBook, ClaimRecord, LedgerEntry
 from core.policy import Level, Policy, load_policy
 from core.ratelimit import RateLimiter
-from core.vault import APPROVAL_KINDS, Vault, stamped
+from core.vault import APPROVAL_KINDS, Vault
 
 IN_PROGRESS = "In_Progress/local"
 
@@ -289,7 +289,7 @@ class Executor:
             "idempotency_key": record.key,
             "dry_run": record.dry_run,
         }
-        doc, data = stamped(doc, **stamp)
+        doc, data = tasks.stamped(doc, **stamp)
         atomic_write(path, data)
         if not self.limiter.reserve(RATE_CATEGORY[request.kind], record.key):
             self._defer(rel, "the hourly limit filled up meanwhile; it runs later")

@@ -17,7 +17,7 @@ from core.faults import fault_point
 from core.fsutil import atomic_write
 from core.ledger import LedgerEntry
 from core.secret_scan import redact_text
-from core.vault import Vault, stamped
+from core.vault import Vault
 
 MAX_ERROR_CHARS = 500
 
@@ -53,7 +53,7 @@ def close(
         "result": entry.result or None,
         "error": entry.error,
     }
-    atomic_write(path, stamped(doc, **changes)[1])
+    atomic_write(path, tasks.stamped(doc, **changes)[1])
     folder = "Done" if done else "Failed"
     vault.record(
         "action",
@@ -84,7 +84,7 @@ def fail(
     """To Failed/ with the error in frontmatter (``outcome`` says whether anything ran)."""
     error = clean_error(error)
     changes = {"status": "failed", "outcome": outcome, "error": error}
-    _, data = stamped(doc, **changes, failed_at=tasks.iso_utc(now))
+    _, data = tasks.stamped(doc, **changes, failed_at=tasks.iso_utc(now))
     vault.record("action", "refuse", rel(vault, path), status="failed", error=error)
     if in_approved:
         target = move_to(vault, path, "Failed")

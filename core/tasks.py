@@ -245,3 +245,14 @@ def read_task_file(path: Path) -> TaskDoc:
     every other problem is a TaskFileError naming the file.
     """
     return parse_bytes(read_bytes_safely(path), name=path.name)
+
+
+def stamped(doc: TaskDoc, **changes: Any) -> tuple[TaskDoc, bytes]:
+    """The task with ``changes`` applied (None removes a field) and its rendered bytes."""
+    fields = {**doc.meta.to_frontmatter(), **changes}
+    fields = {key: value for key, value in fields.items() if value is not None}
+    try:
+        meta = TaskMeta.model_validate(fields)
+    except ValidationError:
+        raise TaskFileError("the updated fields are not valid", "check the values passed") from None
+    return TaskDoc(meta=meta, body=doc.body), render(meta.to_frontmatter(), doc.body).encode()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from core import tasks
 from core.audit import AuditLog
@@ -51,6 +51,7 @@ FOLDERS = (
     "Logs",
 )
 NEEDS_ACTION = "Needs_Action"
+ANY_FILE_FOLDERS = ("Inbox", "Signals")  # drops of any kind, JSON signals
 CEO_ONLY = ("Approved", "Rejected")
 DONE = "Done"
 
@@ -129,10 +130,30 @@ class Vault:
         self.state_dir.mkdir(mode=0o700, exist_ok=True)
 
     def folder(self, name: str) -> Path:
+        """A layout folder, checked to be a real folder all the way down (never a link)."""
         if name not in FOLDERS:
             known = ", ".join(FOLDERS)
             raise VaultError(f"{name!r} is not a vault folder", f"use one of: {known}")
-        return self.root / name
+        path = self.root
+        for part in name.split("/"):
+            path = path / part
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                raise VaultError(
+                    f"the vault folder {name}/ is missing", "run `ai-employee init` to restore it"
+                ) from None
+            if not stat.S_ISDIR(mode):
+                raise VaultError(
+                    f"the vault folder {name}/ is a link or not a folder",
+                    "replace it with a real folder (run `ai-employee init` after moving it away)",
+                )
+        return path
+
+    def check_layout(self) -> None:
+        """Every layout folder is a real folder: no write can follow a link out of place."""
+        for name in FOLDERS:
+            self.folder(name)
 
     def resolve(self, rel: str, *, must_exist: bool = True) -> Path:
         return confine(self.root, rel, must_exist=must_exist)
@@ -142,10 +163,23 @@ class Vault:
         path = self.resolve(rel)
         return tasks.read_task_file(path)
 
+    def read_text(self, rel: str) -> str:
+        """A vault file's text as is (notes such as the handbook); TaskFileError if not text."""
+        data = tasks.read_bytes_safely(self.resolve(rel))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "\x00"
+        if "\x00" in text:
+            raise TaskFileError(f"{rel} is not UTF-8 text", "open it with a program made for it")
+        return text
+
     def _entries(self, folder: str) -> Iterator[os.DirEntry[str]]:
         with os.scandir(self.folder(folder)) as it:
             for entry in it:
-                if entry.name.endswith(".md") and not entry.name.startswith("."):
+                if entry.name.startswith("."):
+                    continue
+                if folder in ANY_FILE_FOLDERS or entry.name.endswith(".md"):
                     yield entry
 
     def count(self, folder: str) -> int:
@@ -182,6 +216,11 @@ class Vault:
             )
         path = self.folder(folder) / _task_name(name)
         data = tasks.render(meta.to_frontmatter(), body).encode()
+        if len(data) > tasks.MAX_TASK_BYTES:
+            raise TaskFileError(
+                f"{name} would be {len(data):,} bytes, over the {tasks.MAX_TASK_BYTES:,} limit",
+                "shorten it, or put large content in a separate file and link it",
+            )
         self.audit_ready()
         try:
             atomic_create(path, data)
@@ -210,7 +249,10 @@ class Vault:
             yield
 
     def audit_ready(self) -> None:
-        """Fail before acting, not after, if the audit trail cannot take the entry."""
+        """Fail before acting, not after: the layout must be real folders (a folder replaced by
+        a link, say by a sync, would carry writes elsewhere) and the audit trail must be able to
+        take the entry."""
+        self.check_layout()
         if self.audit is not None:
             self.audit.last()
 
@@ -222,7 +264,7 @@ class Vault:
         target = self.root / "In_Progress" / zone / name
         stamp = {"claimed_by": zone, "claimed_at": tasks.iso_utc(), "status": "in_progress"}
         seen, doc = self._claimable(source)
-        doc, data = stamped(doc, **stamp)  # rendered before the move: a bad file stays put
+        doc, data = tasks.stamped(doc, **stamp)  # rendered before the move: a bad file stays put
         self.audit_ready()
         with self.task_lock(name):
             try:
@@ -236,7 +278,7 @@ class Vault:
                 ) from None
             now = tasks.read_bytes_safely(target)
             if now != seen:  # edited between our read and our move: stamp what we now own
-                doc, data = stamped(tasks.parse_bytes(now, name=name), **stamp)
+                doc, data = tasks.stamped(tasks.parse_bytes(now, name=name), **stamp)
             # The folder is not fsynced: a claim lost to a power cut returns the task to
             # Needs_Action, a safe state. The file itself is, so it is never left empty.
             atomic_write(target, data, sync_folder=False)
@@ -247,7 +289,7 @@ class Vault:
         try:
             _single_file(source)
             data = tasks.read_bytes_safely(source)
-            return data, tasks.parse_bytes(data, name=source.name)
+            return data, _not_a_request(tasks.parse_bytes(data, name=source.name))
         except FileNotFoundError:
             raise self._already_claimed(source.name) from None
         except TaskFileError as exc:
@@ -285,14 +327,16 @@ class Vault:
         self.audit_ready()
         with self.task_lock(name):
             path = self._claimed_path(name, zone)
-            if os.path.lexists(target):
+            changes = {"status": "pending", "claimed_by": None, "claimed_at": None}
+            doc = _not_a_request(tasks.read_task_file(path))
+            _, data = tasks.stamped(doc, **changes, released_because=reason)
+            try:  # move first: a name taken meanwhile leaves the claim exactly as it was
+                move_no_replace(path, target)
+            except FileExistsError:
                 raise TargetExistsError(
                     f"Needs_Action/{name} exists again", "rename one of the two files, then release"
-                )
-            changes = {"status": "pending", "claimed_by": None, "claimed_at": None}
-            _, data = stamped(tasks.read_task_file(path), **changes, released_because=reason)
-            atomic_write(path, data)
-            move_no_replace(path, target)
+                ) from None
+            atomic_write(target, data)
         self.record("vault", "release", f"{NEEDS_ACTION}/{name}", zone=zone, reason=reason)
         return target
 
@@ -302,7 +346,8 @@ class Vault:
         with self.task_lock(name):
             path = self._claimed_path(name, zone)
             changes = {"status": "done", "completed_at": tasks.iso_utc()}
-            _, data = stamped(tasks.read_task_file(path), **changes, summary=summary or None)
+            doc = _not_a_request(tasks.read_task_file(path))
+            _, data = tasks.stamped(doc, **changes, summary=summary or None)
             atomic_write(path, data)
             target = self.move_unique(path, self.root / DONE)
         self.record("vault", "complete", f"{DONE}/{target.name}", zone=zone)
@@ -347,15 +392,13 @@ def open_vault(settings: Settings, actor: str) -> Vault:
     return Vault(root, audit=AuditLog(root, settings.zone), actor=actor)
 
 
-def stamped(doc: TaskDoc, **changes: Any) -> tuple[TaskDoc, bytes]:
-    """The task with ``changes`` applied (None removes a field) and its rendered bytes."""
-    fields = {**doc.meta.to_frontmatter(), **changes}
-    fields = {key: value for key, value in fields.items() if value is not None}
-    try:
-        meta = TaskMeta.model_validate(fields)
-    except ValidationError:
-        raise TaskFileError("the updated fields are not valid", "check the values passed") from None
-    return TaskDoc(meta=meta, body=doc.body), tasks.render(meta.to_frontmatter(), doc.body).encode()
+def _not_a_request(doc: TaskDoc) -> TaskDoc:
+    if doc.meta.type == "approval_request":
+        raise VaultError(
+            "approval requests are not claimed, released or completed by hand",
+            "the CEO approves or rejects them; the approval watcher runs approved ones",
+        )
+    return doc
 
 
 def _single_file(path: Path) -> None:

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -43,9 +44,15 @@ def tool_errors() -> Iterator[None]:
             "that file was moved or removed meanwhile; list the folder again and pick again"
         ) from None
     except FileExistsError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
+        where = f" ({Path(exc.filename).name})" if exc.filename else ""
         raise ToolError(
             f"the target already exists{where}; nothing was replaced: rename one of the two"
+        ) from None
+    except OSError as exc:
+        where = f" on {Path(exc.filename).name}" if exc.filename else ""
+        raise ToolError(
+            f"{exc.strerror or 'a file system error'}{where}; check the disk and the vault's "
+            "permissions, then try again"
         ) from None
 
 

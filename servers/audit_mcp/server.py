@@ -47,7 +47,7 @@ def build_server(settings: Settings) -> MCPServer:
         action: Word = None,
         since: Annotated[datetime | None, Field(description="ISO 8601; naive means UTC")] = None,
         until: Annotated[datetime | None, Field(description="ISO 8601, exclusive")] = None,
-        limit: Annotated[int, Field(ge=1, le=1000)] = 50,
+        limit: Annotated[int, Field(ge=1, le=200, description="at most this many")] = 50,
         oldest_first: bool = False,
         zone: Zone = None,
     ) -> AuditPage:

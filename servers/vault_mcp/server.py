@@ -17,10 +17,12 @@ from core import approvals, tasks
 from core.actions import RATE_CATEGORY, PublishPost, RegisterPayment, SendEmail, one_line
 from core.config import Settings
 from core.dashboard import update_dashboard as write_dashboard
+from core.errors import TaskFileError
 from core.paths import slug
 from core.policy import Level, load_policy
 from core.ratelimit import RateLimiter
 from core.status import VaultStatus, vault_status
+from core.tasks import ID_PATTERN
 from core.vault import Vault, open_vault
 from servers.support import hints, tool_errors
 from servers.vault_mcp.models import (
@@ -35,6 +37,7 @@ from servers.vault_mcp.models import (
     RequestState,
     TaskItem,
     TaskList,
+    TaskType,
     TaskView,
     WritableFolder,
     WrittenTask,
@@ -90,9 +93,21 @@ def build_server(settings: Settings) -> MCPServer:
 
     @mcp.tool(title="Read a task", annotations=hints(read_only=True))
     def read_task(path: VaultPath) -> TaskView:
-        """One task file: its frontmatter and body."""
+        """One task file: its frontmatter and body (or a note's whole text, with is_task false)."""
         with tool_errors():
-            doc = vault().read(path)
+            v = vault()
+            try:
+                doc = v.read(path)
+            except TaskFileError as exc:  # a note, not a task: give its text as it is
+                text = v.read_text(path)
+                return TaskView(
+                    path=path,
+                    frontmatter={},
+                    body=text,
+                    has_untrusted_content=tasks.UNTRUSTED_HEADING in text,
+                    is_task=False,
+                    problem=exc.what,
+                )
             return TaskView(
                 path=path,
                 frontmatter=doc.meta.to_frontmatter(),
@@ -104,9 +119,7 @@ def build_server(settings: Settings) -> MCPServer:
     def create_task(
         title: Title,
         body: Body = "",
-        type: Annotated[
-            str, Field(pattern=r"^[a-z][a-z_]{1,31}$", description="task, briefing, audit, ...")
-        ] = "task",
+        type: TaskType = "task",
         folder: WritableFolder = "Needs_Action",
         priority: Priority = "normal",
     ) -> WrittenTask:
@@ -122,12 +135,11 @@ def build_server(settings: Settings) -> MCPServer:
         """Move a task from Needs_Action to In_Progress/<this zone>; only one claimant wins."""
         with tool_errors():
             doc = vault().claim(name, zone)
-            assert doc.meta.claimed_at is not None
             return ClaimedTask(
                 path=f"In_Progress/{zone}/{name}",
                 id=doc.meta.id,
                 claimed_by=zone,
-                claimed_at=doc.meta.claimed_at,
+                claimed_at=doc.meta.claimed_at or tasks.utc_now(),
             )
 
     @mcp.tool(title="Release a task", annotations=hints(destructive=True))
@@ -156,7 +168,9 @@ def build_server(settings: Settings) -> MCPServer:
     def write_plan(
         title: Title,
         body: Body,
-        task: Annotated[str | None, Field(description="id of the task it plans")] = None,
+        task: Annotated[
+            str | None, Field(pattern=ID_PATTERN, description="id of the task it plans")
+        ] = None,
     ) -> WrittenTask:
         """Write a new plan to Plans/ (a new file each time)."""
         with tool_errors():
@@ -170,7 +184,9 @@ def build_server(settings: Settings) -> MCPServer:
         params: ActionParams,
         payload: Annotated[str, Field(max_length=100_000, description="email body or post")],
         reason: Annotated[str, Field(min_length=1, max_length=1000)],
-        task: Annotated[str | None, Field(description="id of the originating task")] = None,
+        task: Annotated[
+            str | None, Field(pattern=ID_PATTERN, description="id of the originating task")
+        ] = None,
         even_if_auto: Annotated[
             bool, Field(description="write a request even when the handbook allows it unasked")
         ] = False,
@@ -232,7 +248,9 @@ def build_server(settings: Settings) -> MCPServer:
                 rate_limit_remaining=limiter.remaining(RATE_CATEGORY[params.KIND]),
             )
 
-    @mcp.tool(title="Update the dashboard", annotations=hints(destructive=True, idempotent=True))
+    dashboard_hints = hints(destructive=True, idempotent=zone == "local")
+
+    @mcp.tool(title="Update the dashboard", annotations=dashboard_hints)
     def update_dashboard(notes: Annotated[str, Field(max_length=20_000)] = "") -> DashboardAnswer:
         """Rewrite Dashboard.md with fresh facts and your notes (local zone); the cloud zone
         writes the notes to Updates/ instead."""

@@ -98,3 +98,14 @@ def test_secrets_dir_inside_the_vault_is_refused(isolated_env: Path) -> None:
     vault = isolated_env / "vault"
     with pytest.raises(ConfigError, match="SECRETS_DIR"):
         load_settings({"VAULT_PATH": str(vault), "SECRETS_DIR": str(vault / "tokens")})
+
+
+def test_an_empty_variable_leaves_the_env_file_in_charge(tmp_path: Path) -> None:
+    """What .mcp.json passes for an unset variable (``${ZONE:-}``) must not hide .env."""
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("ZONE=cloud\nDRY_RUN=false\n")
+    settings = load_settings(
+        {"AI_EMPLOYEE_ENV_FILE": str(env_file), "ZONE": "", "DRY_RUN": "", "VAULT_PATH": ""}
+    )
+    assert (settings.zone, settings.dry_run) == ("cloud", False)
+    assert settings.vault_path.name == "AI_Employee_Vault"

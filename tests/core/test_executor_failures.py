@@ -18,7 +18,7 @@ from core.executor import PassReport
 from core.fsutil import atomic_write, move_no_replace
 from core.ledger import ActionLedger, ClaimBook, ClaimRecord
 from core.tasks import UNTRUSTED_HEADING, utc_now
-from core.vault import Vault, stamped
+from core.vault import Vault
 from tests.core.test_executor import (
     approved_email,
     audit_entries,
@@ -228,7 +228,7 @@ def _interrupted(vault: Vault, *, finished: bool = False) -> tuple[str, str, str
     )
     ClaimBook(vault.state_dir).save(record)  # what the executor writes before its move
     move_no_replace(vault.root / rel, claimed)
-    _, data = stamped(vault.read(f"In_Progress/local/{name}"), **_stamp(request.key))
+    _, data = tasks.stamped(vault.read(f"In_Progress/local/{name}"), **_stamp(request.key))
     atomic_write(claimed, data)
     ledger = ActionLedger(vault.state_dir)
     entry = ledger.intend(

@@ -21,7 +21,7 @@ from core.fsutil import atomic_write, move_no_replace
 from core.ledger import ActionLedger, ClaimBook, ClaimRecord
 from core.secret_scan import REDACTED
 from core.tasks import iso_utc, utc_now
-from core.vault import Vault, stamped
+from core.vault import Vault
 from tests.core.conftest import make_meta
 from tests.core.test_executor import (
     approved_email,
@@ -66,11 +66,16 @@ def test_a_request_written_straight_into_in_progress_never_runs(
     assert meta["outcome"] == "not_run" and "never approved" in meta["error"]
 
 
-def test_a_request_claimed_from_needs_action_never_runs(vault: Vault, journal: Journal) -> None:
+def test_a_request_cannot_be_claimed_released_or_completed_by_hand(vault: Vault) -> None:
     _write(vault, "Needs_Action/SEND_EMAIL_y.md", request_fields())
-    vault.claim("SEND_EMAIL_y.md", "local")  # what claim_task would do
-    report = run(executor(vault, RecordingHandler(journal)))
-    assert report.failed == ["Failed/SEND_EMAIL_y.md"] and journal.calls() == 0
+    with pytest.raises(VaultError, match="approval requests are not claimed"):
+        vault.claim("SEND_EMAIL_y.md", "local")  # what claim_task would do
+    assert (vault.root / "Needs_Action/SEND_EMAIL_y.md").exists()
+    _write(vault, "In_Progress/local/SEND_EMAIL_w.md", request_fields())
+    for step in (vault.complete, vault.release):
+        with pytest.raises(VaultError, match="approval requests are not claimed"):
+            step("SEND_EMAIL_w.md", "local")
+    assert (vault.root / "In_Progress/local/SEND_EMAIL_w.md").exists()
 
 
 def test_ordinary_claimed_work_is_left_alone(vault: Vault, journal: Journal) -> None:
@@ -112,7 +117,7 @@ def _claimed_then_edited(vault: Vault, *, intent: bool) -> str:
             request.key, request_id=request.id, action="send_email", file=rel, dry_run=False
         )
     doc = vault.read(f"In_Progress/local/{name}")
-    _, data = stamped(doc, bcc=["mallory@evil.example"])
+    _, data = tasks.stamped(doc, bcc=["mallory@evil.example"])
     atomic_write(claimed, data)
     return name
 

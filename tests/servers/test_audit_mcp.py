@@ -269,7 +269,7 @@ async def test_query_limit_keeps_the_newest(trail: Trail) -> None:
     async with Client(build_server(trail.settings())) as client:
         one = await call(client, "query_audit", limit=1)
         three = await call(client, "query_audit", limit=3, category="email")
-        most = await call(client, "query_audit", limit=1000)
+        most = await call(client, "query_audit", limit=200)
     assert seqs(one) == [trail.local[-1].seq]
     assert seqs(three) == [e.seq for e in reversed(trail.local) if e.category == "email"][:3]
     assert three["returned"] == 3
@@ -277,7 +277,7 @@ async def test_query_limit_keeps_the_newest(trail: Trail) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("limit", [0, -1, 1001, 10**9])
+@pytest.mark.parametrize("limit", [0, -1, 201, 10**9])
 async def test_query_limit_out_of_bounds_is_refused(trail: Trail, limit: int) -> None:
     async with Client(build_server(trail.settings())) as client:
         text = await call_error(client, "query_audit", limit=limit)

@@ -213,7 +213,8 @@ def test_mcp_json_registers_both_servers_over_stdio_with_defaults() -> None:
         assert all(isinstance(v, str) for v in entry.get("env", {}).values()), name
         for text in strings(entry):
             for body in VARIABLE.findall(text):
-                assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*:-.+", body), (name, text)
+                # a default for each (empty means "not set": .env or the built-in default rules)
+                assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*:-.*", body), (name, text)
         # With nothing set, every value expands (the file parses on a fresh machine).
         assert all("$" not in expand(text, {}) for text in strings(entry)), name
     assert servers["vault"]["args"][-1] == "servers.vault_mcp"
@@ -242,10 +243,11 @@ async def test_mcp_json_entry_starts_a_server_with_its_defaults(
     """A fresh machine: nothing set, so every default applies (the vault is not there yet)."""
     monkeypatch.delenv("AI_EMPLOYEE_PYTHON", raising=False)
     monkeypatch.delenv("SECRETS_DIR", raising=False)
+    monkeypatch.delenv("VAULT_PATH", raising=False)
     params = claude_code_params(mcp_config()["mcpServers"][server], dict(os.environ))
     assert params.command == str(REPO / ".venv" / "bin" / "python")
     default_vault = Path(os.environ["HOME"]) / "AI_Employee_Vault"
-    assert params.env is not None and params.env["VAULT_PATH"] == "~/AI_Employee_Vault"
+    assert params.env is not None and params.env["VAULT_PATH"] == ""  # not set: the default
     async with Client(params, mode="legacy", read_timeout_seconds=START_TIMEOUT) as client:
         assert client.server_info is not None and client.server_info.name == server
         tools = {tool.name for tool in (await client.list_tools()).tools}
@@ -273,3 +275,22 @@ async def test_mcp_json_entry_uses_the_environment(
             page = await structured(client, "query_audit", zone="local")
             assert page["returned"] == 1
             assert (await structured(client, "query_audit"))["zone"] == "cloud"
+
+
+@pytest.mark.anyio
+async def test_mcp_json_leaves_a_dot_env_in_charge(
+    stdio_vault: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cloud VM configured by .env: the servers Claude Code starts run as the cloud zone."""
+    for name in ("VAULT_PATH", "ZONE", "DRY_RUN", "SECRETS_DIR", "AI_EMPLOYEE_PYTHON"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / "cloud.env"
+    env_file.write_text(f"VAULT_PATH={stdio_vault}\nZONE=cloud\n")
+    monkeypatch.setenv("AI_EMPLOYEE_ENV_FILE", str(env_file))
+    params = claude_code_params(mcp_config()["mcpServers"]["vault"], dict(os.environ))
+    async with Client(params, mode="legacy", read_timeout_seconds=START_TIMEOUT) as client:
+        result = await client.call_tool("vault_status", {})
+    assert not result.is_error
+    assert result.structured_content is not None
+    assert result.structured_content["zone"] == "cloud"
+    assert result.structured_content["vault"] == str(stdio_vault)

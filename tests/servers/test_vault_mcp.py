@@ -201,8 +201,17 @@ async def test_read_task_returns_frontmatter_body_and_untrusted_flag(
 
 async def test_read_task_errors_say_what_to_do(client: Client, vault_root: Path) -> None:
     await refused(client, "read_task", {"path": "Needs_Action/NOPE.md"}, r"does not exist")
+    (vault_root / "Needs_Action" / "BIN.md").write_bytes(b"\x00\xff binary")
+    await refused(client, "read_task", {"path": "Needs_Action/BIN.md"}, r"not UTF-8 text")
+
+
+async def test_read_task_gives_a_note_as_text(client: Client, vault_root: Path) -> None:
     (vault_root / "Needs_Action" / "BAD.md").write_text("no frontmatter\n", encoding="utf-8")
-    await refused(client, "read_task", {"path": "Needs_Action/BAD.md"}, r"no frontmatter\. Start")
+    got = await ok(client, "read_task", {"path": "Needs_Action/BAD.md"})
+    assert (got["is_task"], got["body"], got["frontmatter"]) == (False, "no frontmatter\n", {})
+    assert "no frontmatter" in got["problem"]
+    handbook = await ok(client, "read_task", {"path": "Company_Handbook.md"})
+    assert handbook["is_task"] is False and "```yaml policy" in handbook["body"]
 
 
 # -- create_task / write_plan ---------------------------------------------------------------
@@ -242,7 +251,8 @@ async def test_create_task_refuses_other_folders(
         ({"title": "carriage\rreturn"}, r"must be one line"),
         ({"title": ""}, r"at least 1 character"),
         ({"title": "x" * 201}, r"at most 200 characters"),
-        ({"title": "x", "type": "Evil\ntype"}, r"String should match pattern"),
+        ({"title": "x", "type": "Evil\ntype"}, r"Input should be 'task'"),
+        ({"title": "x", "type": "approval_request"}, r"Input should be 'task'"),
         ({"title": "x", "priority": "asap"}, r"Input should be 'low'"),
     ],
 )

@@ -380,9 +380,8 @@ async def test_titles_with_unicode_line_breaks_are_refused(client: Client, char:
 # -- frontmatter injection ------------------------------------------------------------------
 INJECTED_CALLS = [
     ("create_task", {"title": "t", "body": INJECTION}),
-    ("write_plan", {"title": "t", "body": INJECTION, "task": INJECTION}),
+    ("write_plan", {"title": "t", "body": INJECTION}),
     ("request_approval", {"params": NEW_EMAIL, "payload": INJECTION, "reason": INJECTION}),
-    ("request_approval", {"params": NEW_EMAIL, "payload": "p", "reason": "r", "task": INJECTION}),
     ("update_dashboard", {"notes": INJECTION}),
 ]
 
@@ -398,6 +397,17 @@ async def test_values_cannot_inject_frontmatter(
     for key, value in args.items():
         if key in ("reason", "task"):
             assert meta[key] == value  # kept whole, as one quoted string
+
+
+@pytest.mark.parametrize("tool", ["write_plan", "request_approval"])
+async def test_a_task_id_is_an_id_never_text(world: World, client: Client, tool: str) -> None:
+    args: dict[str, Any] = {"title": "t", "body": "b", "task": INJECTION}
+    if tool == "request_approval":
+        args = {"params": NEW_EMAIL, "payload": "p", "reason": "r", "task": INJECTION}
+    before = snapshot(world)
+    await refused(client, tool, args, r"task\s+String should match pattern")
+    await refused(client, tool, args | {"task": "A" * 1_100_000}, r"task")
+    assert snapshot(world) == before
 
 
 # -- the CEO's folders stay untouched; every change is audited ------------------------------
