@@ -35,9 +35,10 @@ from core.errors import (
     VaultError,
 )
 from core.fsutil import atomic_write, move_no_replace
+from core.layout import APPROVAL_KINDS
 from core.paths import slug, split_relative
 from core.policy import Level, Policy, load_policy
-from core.vault import APPROVAL_KINDS, Vault
+from core.vault import Vault
 
 DEFAULT_TTL = timedelta(hours=24)
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -228,7 +229,7 @@ def create_request(
     return vault.create_unique(folder, stem, meta, payload)
 
 
-_STATE_FOLDERS: dict[str, list[str]] = {
+STATE_FOLDERS: dict[str, list[str]] = {
     "pending": [f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS],
     "approved": [f"Approved/{kind}" for kind in APPROVAL_KINDS],
     "rejected": ["Rejected"],
@@ -252,7 +253,7 @@ class RequestSummary(BaseModel):
 def list_requests(vault: Vault, state: State, *, limit: int = 50) -> list[RequestSummary]:
     """Newest requests in a state, from their frontmatter; unreadable files are skipped."""
     found: list[RequestSummary] = []
-    for folder in _STATE_FOLDERS[state]:
+    for folder in STATE_FOLDERS[state]:
         found.extend(_summaries(vault, folder, limit))
     return sorted(found, key=lambda r: r.created, reverse=True)[:limit]
 
@@ -361,41 +362,3 @@ def reject(vault: Vault, rel: str, reason: str = "") -> Path:
         atomic_write(target, data)
     vault.record("approval", "reject", f"Rejected/{path.name}", reason=reason)
     return target
-
-
-def expire(vault: Vault, rel: str, *, late: bool = False, now: datetime | None = None) -> Path:
-    """Move an expired request (still pending, or approved too late) to Rejected/."""
-    path = vault.resolve(rel)
-    doc = tasks.read_task_file(path)
-    expires = expires_at(doc.meta)
-    moment = now or tasks.utc_now()
-    if moment < expires:
-        raise VaultError(f"{rel} has not expired (it expires {tasks.iso_utc(expires)})", "wait")
-    why = f"expired at {tasks.iso_utc(expires)}" + (", approved too late" if late else "")
-    changes = {"status": "expired", "expired_at": tasks.iso_utc(moment), "reject_reason": why}
-    _, data = tasks.stamped(doc, **changes)
-    vault.audit_ready()
-    with vault.task_lock(path.name):
-        try:
-            target = vault.move_unique(path, vault.root / "Rejected")
-        except FileNotFoundError:
-            raise TaskNotFoundError(f"{rel} was moved meanwhile", "nothing to do") from None
-        atomic_write(target, data)
-    vault.record("approval", "expire", f"Rejected/{target.name}", request=doc.meta.id, why=why)
-    return target
-
-
-def expire_pending(vault: Vault, now: datetime | None = None) -> list[str]:
-    """Reject every waiting request past its ``expires``; returns where they went."""
-    moment = now or tasks.utc_now()
-    moved: list[str] = []
-    for folder in _STATE_FOLDERS["pending"]:
-        for entry in vault.list_tasks(folder, limit=None, newest_first=False):
-            try:
-                meta = tasks.read_task_file(vault.root / entry.rel).meta
-                if meta.type == "approval_request" and moment >= expires_at(meta):
-                    target = expire(vault, entry.rel, now=moment)
-                    moved.append(str(target.relative_to(vault.root)))
-            except (VaultError, FileNotFoundError):
-                continue  # unreadable ones are shown by `status`; moved ones are gone
-    return moved

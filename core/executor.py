@@ -27,8 +27,6 @@ from core.approvals import (
     ApprovalRequest,
     attachment_digests,
     attachment_sizes,
-    expire,
-    expire_pending,
     parse_request,
 )
 from core.errors import (
@@ -39,12 +37,14 @@ from core.errors import (
     VaultError,
     ZoneError,
 )
+from core.expiry import expire, expire_pending
 from core.faults import fault_point
 from core.fsutil import atomic_write, locked, move_no_replace
+from core.layout import APPROVAL_KINDS
 from core.ledger import ActionLedger, ClaimBook, ClaimRecord, LedgerEntry
 from core.policy import Level, Policy, load_policy
 from core.ratelimit import RateLimiter
-from core.vault import APPROVAL_KINDS, Vault
+from core.vault import Vault
 
 IN_PROGRESS = "In_Progress/local"
 

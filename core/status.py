@@ -13,8 +13,9 @@ from core.approvals import expires_at
 from core.audit import AuditEntry, AuditLog
 from core.config import ZONES
 from core.errors import AuditError, TaskFileError
+from core.layout import APPROVAL_KINDS, FOLDERS
 from core.resilience import BreakerSnapshot, breaker_snapshots
-from core.vault import APPROVAL_KINDS, FOLDERS, Vault
+from core.vault import Vault
 
 
 class PendingApproval(BaseModel):

@@ -86,6 +86,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
 def iso_utc(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a trailing Z, the one timestamp format of the vault."""
     return (moment or utc_now()).astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,8 +1,6 @@
-"""The vault: its layout, task files in it, and claim-by-move.
-
-Ownership of a task is decided by one atomic move that never overwrites: the
-worker whose move of ``Needs_Action/<name>`` succeeds owns it; everyone else
-is told who got it first. Nothing here ever deletes a file.
+"""The vault: its layout on disk, listing, creating task files, and (from ``core.claims``)
+claim-by-move. Every path from outside goes through :func:`core.paths.confine`. Nothing
+here ever deletes a file.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +19,23 @@ from pydantic import BaseModel
 
 from core import tasks
 from core.audit import AuditLog
-from core.config import ZONES, Settings
+from core.claims import ClaimMoves
+from core.config import Settings
 from core.errors import (
-    AlreadyClaimedError,
     TargetExistsError,
     TaskFileError,
-    TaskNotFoundError,
     VaultError,
 )
-from core.fsutil import atomic_create, atomic_write, locked, move_no_replace
-from core.paths import confine, split_relative
-from core.tasks import TaskDoc, TaskMeta, utc_now
-
-APPROVAL_KINDS = ("email", "payments", "social_media")
-FOLDERS = (
-    "Inbox",
-    "Needs_Action",
-    "In_Progress/cloud",
-    "In_Progress/local",
-    "Plans",
-    *(f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS),
-    *(f"Approved/{kind}" for kind in APPROVAL_KINDS),
-    "Rejected",
-    "Done",
-    "Failed",
-    "Updates",
-    "Signals",
-    "Briefings",
-    "Logs",
+from core.fsutil import atomic_create, locked, move_no_replace
+from core.layout import (
+    ANY_FILE_FOLDERS,
+    CEO_ONLY,
+    FOLDERS,
+    NEEDS_ACTION,
+    task_name,
 )
-NEEDS_ACTION = "Needs_Action"
-ANY_FILE_FOLDERS = ("Inbox", "Signals")  # drops of any kind, JSON signals
-CEO_ONLY = ("Approved", "Rejected")
-DONE = "Done"
+from core.paths import confine
+from core.tasks import TaskDoc, TaskMeta, from_ns
 
 
 class TaskEntry(BaseModel):
@@ -69,27 +51,7 @@ class TaskEntry(BaseModel):
         return f"{self.folder}/{self.name}"
 
 
-class StaleRelease(BaseModel):
-    released: list[str]
-    skipped: dict[str, str]
-
-
-def _task_name(name: str) -> str:
-    parts = split_relative(name)
-    if len(parts) != 1 or not name.endswith(".md"):
-        raise VaultError(
-            f"{name!r} is not a task file name", "give a name such as EMAIL_123.md, not a path"
-        )
-    return name
-
-
-def _check_zone(zone: str) -> str:
-    if zone not in ZONES:
-        raise VaultError(f"zone {zone!r} is unknown", "use 'local' or 'cloud'")
-    return zone
-
-
-class Vault:
+class Vault(ClaimMoves):
     """A vault on disk. Every path from outside goes through :func:`core.paths.confine`."""
 
     def __init__(self, root: Path | str, *, audit: AuditLog | None = None, actor: str = "system"):
@@ -203,7 +165,7 @@ class Vault:
         else:
             chosen = heapq.nsmallest(limit, stamped)
         return [
-            TaskEntry(name=name, folder=folder, modified=_from_ns(ns), size=size)
+            TaskEntry(name=name, folder=folder, modified=from_ns(ns), size=size)
             for ns, name, size in chosen
         ]
 
@@ -214,7 +176,7 @@ class Vault:
             raise VaultError(
                 f"{folder}/ is written only by the CEO", "write an approval request instead"
             )
-        path = self.folder(folder) / _task_name(name)
+        path = self.folder(folder) / task_name(name)
         data = tasks.render(meta.to_frontmatter(), body).encode()
         if len(data) > tasks.MAX_TASK_BYTES:
             raise TaskFileError(
@@ -241,6 +203,19 @@ class Vault:
                 continue
         raise TargetExistsError(f"too many files named {stem} in {folder}", "archive some of them")
 
+    def move_unique(self, path: Path, folder: Path) -> Path:
+        stem, suffix = path.stem, path.suffix
+        for attempt in range(1000):
+            target = folder / (path.name if attempt == 0 else f"{stem}_{attempt}{suffix}")
+            try:
+                move_no_replace(path, target)
+                return target
+            except FileExistsError:
+                continue
+        raise TargetExistsError(
+            f"too many files named like {path.name} in {folder.name}", "archive some of them"
+        )
+
     @contextmanager
     def task_lock(self, name: str) -> Iterator[None]:
         """Serialize read-stamp-move of one task name across processes (64 striped locks)."""
@@ -256,131 +231,6 @@ class Vault:
         if self.audit is not None:
             self.audit.last()
 
-    # -- claim-by-move --------------------------------------------------------------------
-    def claim(self, name: str, zone: str) -> TaskDoc:
-        """Move ``Needs_Action/<name>`` to ``In_Progress/<zone>/`` and stamp the claim."""
-        name, zone = _task_name(name), _check_zone(zone)
-        source = self.root / NEEDS_ACTION / name
-        target = self.root / "In_Progress" / zone / name
-        stamp = {"claimed_by": zone, "claimed_at": tasks.iso_utc(), "status": "in_progress"}
-        seen, doc = self._claimable(source)
-        doc, data = tasks.stamped(doc, **stamp)  # rendered before the move: a bad file stays put
-        self.audit_ready()
-        with self.task_lock(name):
-            try:
-                move_no_replace(source, target, durable=False)
-            except FileNotFoundError:
-                raise self._already_claimed(name) from None
-            except FileExistsError:
-                raise TargetExistsError(
-                    f"In_Progress/{zone}/{name} already exists",
-                    "complete or release that task first, then claim again",
-                ) from None
-            now = tasks.read_bytes_safely(target)
-            if now != seen:  # edited between our read and our move: stamp what we now own
-                doc, data = tasks.stamped(tasks.parse_bytes(now, name=name), **stamp)
-            # The folder is not fsynced: a claim lost to a power cut returns the task to
-            # Needs_Action, a safe state. The file itself is, so it is never left empty.
-            atomic_write(target, data, sync_folder=False)
-        self.record("vault", "claim", f"In_Progress/{zone}/{name}", claimed_by=zone)
-        return doc
-
-    def _claimable(self, source: Path) -> tuple[bytes, TaskDoc]:
-        try:
-            _single_file(source)
-            data = tasks.read_bytes_safely(source)
-            return data, _not_a_request(tasks.parse_bytes(data, name=source.name))
-        except FileNotFoundError:
-            raise self._already_claimed(source.name) from None
-        except TaskFileError as exc:
-            raise TaskFileError(exc.what, "fix the file; it was left where it is") from None
-
-    def _already_claimed(self, name: str) -> VaultError:
-        for zone in ZONES:
-            path = self.root / "In_Progress" / zone / name
-            try:
-                meta = tasks.read_task_file(path).meta
-            except (FileNotFoundError, TaskFileError):
-                continue
-            when = tasks.iso_utc(meta.claimed_at) if meta.claimed_at else "an unknown time"
-            return AlreadyClaimedError(
-                f"{name} is already claimed by {meta.claimed_by or zone} at {when}",
-                "pick another task",
-            )
-        return TaskNotFoundError(
-            f"{name} is not in Needs_Action", "list Needs_Action and pick a task that is there"
-        )
-
-    def _claimed_path(self, name: str, zone: str) -> Path:
-        path = self.root / "In_Progress" / _check_zone(zone) / _task_name(name)
-        try:
-            _single_file(path)
-        except FileNotFoundError:
-            raise TaskNotFoundError(
-                f"{name} is not claimed by {zone}", f"list In_Progress/{zone} to see its tasks"
-            ) from None
-        return path
-
-    def release(self, name: str, zone: str, reason: str = "released") -> Path:
-        """Give a claimed task back to Needs_Action, clearing the claim fields."""
-        target = self.root / NEEDS_ACTION / _task_name(name)
-        self.audit_ready()
-        with self.task_lock(name):
-            path = self._claimed_path(name, zone)
-            changes = {"status": "pending", "claimed_by": None, "claimed_at": None}
-            doc = _not_a_request(tasks.read_task_file(path))
-            _, data = tasks.stamped(doc, **changes, released_because=reason)
-            try:  # move first: a name taken meanwhile leaves the claim exactly as it was
-                move_no_replace(path, target)
-            except FileExistsError:
-                raise TargetExistsError(
-                    f"Needs_Action/{name} exists again", "rename one of the two files, then release"
-                ) from None
-            atomic_write(target, data)
-        self.record("vault", "release", f"{NEEDS_ACTION}/{name}", zone=zone, reason=reason)
-        return target
-
-    def complete(self, name: str, zone: str, summary: str = "") -> Path:
-        """Mark a claimed task done and move it to Done/ (a suffix is added on a name clash)."""
-        self.audit_ready()
-        with self.task_lock(name):
-            path = self._claimed_path(name, zone)
-            changes = {"status": "done", "completed_at": tasks.iso_utc()}
-            doc = _not_a_request(tasks.read_task_file(path))
-            _, data = tasks.stamped(doc, **changes, summary=summary or None)
-            atomic_write(path, data)
-            target = self.move_unique(path, self.root / DONE)
-        self.record("vault", "complete", f"{DONE}/{target.name}", zone=zone)
-        return target
-
-    def move_unique(self, path: Path, folder: Path) -> Path:
-        stem, suffix = path.stem, path.suffix
-        for attempt in range(1000):
-            target = folder / (path.name if attempt == 0 else f"{stem}_{attempt}{suffix}")
-            try:
-                move_no_replace(path, target)
-                return target
-            except FileExistsError:
-                continue
-        raise TargetExistsError(
-            f"too many files named like {path.name} in {folder.name}", "archive some of them"
-        )
-
-    def release_stale(self, lease: timedelta, zone: str | None = None) -> StaleRelease:
-        """Return claims older than ``lease`` (judged by ``claimed_at``) to Needs_Action."""
-        cutoff = utc_now() - lease
-        result = StaleRelease(released=[], skipped={})
-        for each in [zone] if zone else ZONES:
-            for entry in self.list_tasks(f"In_Progress/{each}", limit=None, newest_first=False):
-                path = self.root / entry.rel
-                try:
-                    if _claimed_at(path) < cutoff:
-                        self.release(entry.name, each, reason=f"claim older than {lease}")
-                        result.released.append(entry.rel)
-                except (VaultError, FileNotFoundError) as exc:
-                    result.skipped[entry.rel] = str(exc) or "moved by someone else meanwhile"
-        return result
-
 
 def open_vault(settings: Settings, actor: str) -> Vault:
     """The configured vault with its zone's audit trail; a clear error if there is none yet."""
@@ -390,35 +240,3 @@ def open_vault(settings: Settings, actor: str) -> Vault:
             f"no vault at {root}", "run `ai-employee init` (or set VAULT_PATH to your vault) first"
         )
     return Vault(root, audit=AuditLog(root, settings.zone), actor=actor)
-
-
-def _not_a_request(doc: TaskDoc) -> TaskDoc:
-    if doc.meta.type == "approval_request":
-        raise VaultError(
-            "approval requests are not claimed, released or completed by hand",
-            "the CEO approves or rejects them; the approval watcher runs approved ones",
-        )
-    return doc
-
-
-def _single_file(path: Path) -> None:
-    """A task file is a regular file with one name: never a link, a FIFO, or a hard link."""
-    st = os.stat(path, follow_symlinks=False)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        raise TaskFileError(
-            f"{path.name} is not a plain file (a link, a special file or hard-linked elsewhere)",
-            "move it out of the vault; only plain task files are worked on",
-        )
-
-
-def _claimed_at(path: Path) -> datetime:
-    meta = tasks.read_task_file(path).meta
-    if meta.claimed_at is not None:
-        return meta.claimed_at
-    # A claim interrupted between its move and its stamp has no claimed_at; the
-    # move itself set the inode's change time, which is the moment of the claim.
-    return _from_ns(os.stat(path).st_ctime_ns)
-
-
-def _from_ns(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC)

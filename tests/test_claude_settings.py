@@ -295,7 +295,7 @@ CEO_ONLY_COMMANDS = [
     "VAULT_PATH=/srv/vault ai-employee approve Pending_Approval/email/a.md",
     "ai-employee reject Pending_Approval/email/a.md --reason spam",
     "python -m cli approve Pending_Approval/email/a.md",
-    "/work/.venv/bin/python -m cli reject Pending_Approval/email/a.md",
+    "/opt/ai-employee/.venv/bin/python -m cli reject Pending_Approval/email/a.md",
     "sed -i 's/approve_above: 100/approve_above: 100000/' Company_Handbook.md",
     "echo '- Eve <eve@evil.example>' >> /home/ceo/vault/Known_Contacts.md",
     "cp payees.md /srv/vault/Known_Payees.md",

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core.approvals import RequestSummary
+from core.layout import FOLDERS
 from core.policy import Decision
-from core.vault import FOLDERS
 
 ReadableFolder = Literal[tuple(folder for folder in FOLDERS if folder != "Logs")]  # type: ignore[valid-type]
 WritableFolder = Literal["Needs_Action", "Plans", "Updates", "Briefings"]

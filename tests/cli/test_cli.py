@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.vault import FOLDERS, Vault
+from core.layout import FOLDERS
+from core.vault import Vault
 from tests.core.conftest import make_meta
 
 COMMAND = shutil.which("ai-employee", path=str(Path(sys.executable).parent)) or "ai-employee"

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core import approvals
+from core import approvals, expiry
 from core.actions import PublishPost, RegisterPayment, SendEmail
-from core.approvals import create_request, expire_pending, list_requests, read_request
+from core.approvals import create_request, list_requests, read_request
 from core.audit import AuditLog
 from core.errors import PolicyDeniedError, RequestError, VaultError
+from core.expiry import expire_pending
 from core.policy import load_policy
 from core.tasks import TaskMeta, parse_utc, utc_now
 from core.vault import Vault
@@ -243,7 +244,7 @@ def test_expire_refuses_a_request_that_has_not_expired(vault: Vault) -> None:
     path = create_request(vault, EMAIL, "x", reason="r")
     before = path.read_bytes()
     with pytest.raises(VaultError, match="has not expired"):
-        approvals.expire(vault, _rel(vault, path))
+        expiry.expire(vault, _rel(vault, path))
     assert path.read_bytes() == before
 
 

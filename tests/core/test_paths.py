@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from core.errors import UnsafePathError, VaultError
+from core.layout import FOLDERS
 from core.paths import (
     MAX_COMPONENT_BYTES,
     MAX_PATH_CHARS,
@@ -25,7 +26,7 @@ from core.paths import (
     safe_filename,
     split_relative,
 )
-from core.vault import FOLDERS, Vault
+from core.vault import Vault
 
 SECRET = b"TOP SECRET: outside the vault\n"
 CAFE = "Caf\u00e9_notes.md"  # NFC: the e-acute is one code point

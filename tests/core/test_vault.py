@@ -18,7 +18,8 @@ from core.errors import (
     UnsafePathError,
     VaultError,
 )
-from core.vault import FOLDERS, Vault
+from core.layout import FOLDERS
+from core.vault import Vault
 from tests.core.conftest import make_meta, tree_snapshot
 
 

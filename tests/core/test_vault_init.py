@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.vault import FOLDERS
+from core.layout import FOLDERS
 from core.vault_init import TEMPLATE, init_vault
 
 

@@ -22,7 +22,8 @@ from mcp.types import CallToolResult
 
 from core import approvals, tasks
 from core.audit import AuditLog
-from core.vault import FOLDERS, Vault
+from core.layout import FOLDERS
+from core.vault import Vault
 from servers.vault_mcp.server import build_server
 from tests.core.conftest import tree_snapshot
 from tests.servers.conftest import MakeSettings, call
