@@ -228,8 +228,8 @@ class Executor:
                 target = outcomes.fail_unreadable(self.vault, path, str(exc), now, outcome=outcome)
                 self._finished(name, target)
             return
-        if doc.meta.type != "approval_request" and record is None:
-            return  # ordinary claimed work
+        if doc.meta.type != "approval_request" and entry is None:
+            return  # ordinary claimed work (a leftover record of the same name is no claim)
         if record is None:
             self._not_ours(path, doc)
             return

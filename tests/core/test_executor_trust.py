@@ -246,3 +246,17 @@ def test_a_file_that_vanishes_mid_pass_is_skipped(vault: Vault, journal: Journal
     assert holders(vault, read_request(vault, f"Plans/{second.name}").id) == [
         f"Plans/{second.name}"
     ]
+
+
+def test_a_leftover_claim_record_never_touches_ordinary_work(
+    vault: Vault, journal: Journal
+) -> None:
+    record = ClaimRecord(
+        name="TASK_9.md", request_id="REQ_old", key="ab" * 16, kind="email", dry_run=False,
+        claimed_at=utc_now(),
+    )  # fmt: skip
+    ClaimBook(vault.state_dir).save(record)  # left behind by a crash long ago
+    vault.create("Needs_Action", "TASK_9.md", make_meta("task"), "work")
+    vault.claim("TASK_9.md", "local")
+    report = run(executor(vault, RecordingHandler(journal)))
+    assert not report.failed and (vault.root / "In_Progress/local/TASK_9.md").exists()
