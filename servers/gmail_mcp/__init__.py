@@ -1,0 +1,1 @@
+"""The Gmail MCP server and the Gmail client the approval executor reuses."""
