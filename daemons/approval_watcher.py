@@ -24,8 +24,17 @@ DEFAULT_INTERVAL = 10.0
 
 
 def available_handlers(settings: Settings) -> list[ActionHandler]:
-    """Handlers whose services are set up on this machine (each service adds its own)."""
-    return []
+    """Handlers whose services are set up on this machine (imported only when they are)."""
+    if settings.zone != "local":
+        return []
+    from servers.gmail_mcp.auth import token_path
+
+    handlers: list[ActionHandler] = []
+    if token_path(settings).is_file():  # signed in to Gmail (`ai-employee auth gmail`)
+        from servers.gmail_mcp.handler import SendEmailHandler
+
+        handlers.append(SendEmailHandler(settings))
+    return handlers
 
 
 def print_report(report: PassReport) -> None:
