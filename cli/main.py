@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cli import commands, demo
+from cli import commands, demo, doctor
 from core.errors import AIEmployeeError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one pass, then exit")
     run.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
     run.set_defaults(handler=commands.cmd_run)
+
+    doctor_cmd = sub.add_parser("doctor", help="check settings, vault, policy, audit and sign-ins")
+    doctor_cmd.add_argument("--json", action="store_true", help="stable JSON for scripts")
+    doctor_cmd.set_defaults(handler=doctor.cmd_doctor)
 
     demo_cmd = sub.add_parser("demo", help="run the main job once on a throwaway vault")
     demo_cmd.add_argument("--vault", type=Path, help="use this folder instead of a temp one")
