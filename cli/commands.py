@@ -13,7 +13,7 @@ from core.paths import relative_to_vault
 from core.status import VaultStatus, vault_status
 from core.vault import Vault, open_vault
 from core.vault_init import init_vault
-from daemons import approval_watcher
+from daemons import approval_watcher, gmail_watcher
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -95,9 +95,11 @@ def cmd_reject(args: argparse.Namespace) -> int:
     return 0
 
 
-DAEMONS = {"approval_watcher": approval_watcher.run}
+DAEMONS = {"approval_watcher": approval_watcher.run, "gmail_watcher": gmail_watcher.run}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if args.interval is None:
+        return DAEMONS[args.daemon](settings, once=args.once)
     return DAEMONS[args.daemon](settings, once=args.once, interval=max(args.interval, 0.5))

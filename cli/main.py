@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a daemon (loops until stopped, or one pass)")
     run.add_argument("daemon", choices=sorted(commands.DAEMONS), help="which daemon")
     run.add_argument("--once", action="store_true", help="one pass, then exit")
-    run.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+    run.add_argument(
+        "--interval", type=float, help="seconds between passes (default: the daemon's own)"
+    )
     run.set_defaults(handler=commands.cmd_run)
 
     doctor_cmd = sub.add_parser("doctor", help="check settings, vault, policy, audit and sign-ins")

@@ -39,6 +39,7 @@ class Settings(BaseModel):
     secrets_dir: Path
     claim_lease_minutes: int = 60
     gmail_api_endpoint: str = DEFAULT_GMAIL_ENDPOINT
+    gmail_watch_query: str = "is:unread is:important"
     odoo_url: str | None = None
     odoo_db: str | None = None
     odoo_user: str | None = None
@@ -103,6 +104,12 @@ def _url(name: str, raw: str) -> str:
             f"put only https://host[:port] in {name}; credentials go in their own settings",
         )
     return raw.rstrip("/")
+
+
+def _one_line_text(name: str, raw: str | None) -> str | None:
+    if raw is not None and (len(raw) > 500 or any(ord(c) < 32 for c in raw)):
+        raise ConfigError(f"{name} must be one short line", f"fix {name}")
+    return raw or None
 
 
 def _path(raw: str) -> Path:
@@ -172,6 +179,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         claim_lease_minutes=_positive_int(
             "CLAIM_LEASE_MINUTES", get("CLAIM_LEASE_MINUTES") or "60"
         ),
+        gmail_watch_query=_one_line_text("GMAIL_WATCH_QUERY", get("GMAIL_WATCH_QUERY"))
+        or "is:unread is:important",
         gmail_api_endpoint=_url(
             "GMAIL_API_ENDPOINT", get("GMAIL_API_ENDPOINT") or DEFAULT_GMAIL_ENDPOINT
         ),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -190,7 +189,7 @@ def run(
     query: str | None = None,
 ) -> int:
     vault = open_vault(settings, actor=ACTOR)
-    query = query or os.environ.get("GMAIL_WATCH_QUERY") or DEFAULT_QUERY
+    query = query or settings.gmail_watch_query
     watcher = GmailWatcher(vault, client or GmailClient(settings), query=query)
     stop = threading.Event()
     if not once:

@@ -155,7 +155,7 @@ def test_revoked_token_pauses_alerts_and_recovers(settings: Settings, gmail: Gma
     assert len(list((settings.vault_path / "Signals").glob("health_gmail_*.json"))) == 2
     audit = AuditLog(settings.vault_path, "local").query()
     actions = [e.action for e in audit if e.action.startswith("watch_")]
-    assert actions == ["watch_paused", "watch_resumed"]
+    assert sorted(actions) == ["watch_paused", "watch_resumed"]
 
 
 def test_attachment_names_are_sanitized_and_nothing_leaves_the_vault(
@@ -211,3 +211,25 @@ def test_command_line_once(settings: Settings, gmail: GmailStandIn) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"new: Needs_Action/EMAIL_{msg}.md" in done.stdout
     assert list(tasks(settings)) == [f"EMAIL_{msg}.md"]
+
+
+def test_the_cli_runs_the_watcher(tmp_path: Path, gmail: GmailStandIn) -> None:
+    settings = make_settings(tmp_path, gmail)
+    write_token(settings, gmail)
+    gmail.seed(sender="ana@client.example", to="me@example.com", subject="Hello", body_text="Hi")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VAULT_PATH": str(settings.vault_path),
+        "SECRETS_DIR": str(settings.secrets_dir),
+        "GMAIL_API_ENDPOINT": gmail.url,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "gmail_watcher", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((settings.vault_path / "Needs_Action").glob("EMAIL_*.md"))) == 1
