@@ -27,6 +27,17 @@ from core.paths import split_relative
 from core.vault import Vault
 from servers.vault_mcp.server import build_server
 from tests.core.conftest import tree_snapshot
+from tests.core.test_paths import (
+    ABSOLUTE,
+    BACKSLASH,
+    DASH,
+    DOTS,
+    EXPANSION,
+    HIDDEN,
+    LOOKALIKE,
+    PERCENT,
+    control,
+)
 from tests.servers.conftest import MakeSettings, call
 from tests.servers.test_vault_mcp import CRYPTO, NEW_EMAIL, NEW_PAYEE, POST, ok, text
 
@@ -129,20 +140,6 @@ def path_calls(raw: str) -> list[tuple[str, dict[str, Any]]]:
 
 def name_calls(raw: str) -> list[tuple[str, dict[str, Any]]]:
     return [(tool, {"name": raw}) for tool in ("claim_task", "release_task", "complete_task")]
-
-
-DOTS = r"empty, '\.' and '\.\.' segments are not allowed"
-ABSOLUTE = r"absolute paths are not allowed"
-BACKSLASH = r"backslashes are not allowed"
-EXPANSION = r"home \('~'\) and variable \('\$'\) expansion are not allowed"
-PERCENT = r"percent-encoded characters are not allowed"
-LOOKALIKE = r"look-alike or non-normalized Unicode"
-HIDDEN = r"hidden entries such as '\.[^']*' \(\.git, \.state, \.obsidian\) are off limits"
-DASH = r"a segment may not start with '-'"
-
-
-def control(ch: str) -> str:
-    return rf"control or invisible character U\+{ord(ch):04X}"
 
 
 TEXT_ATTACKS = [
