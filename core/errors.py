@@ -83,3 +83,7 @@ class ActionRefusedError(ServiceError):
 
 class ZoneError(ConfigError):
     """This zone may not do that (the cloud zone never sends, posts or pays)."""
+
+
+class ExecutorBusyError(VaultError):
+    """Another approval executor holds this vault; it will run what is approved."""

@@ -32,6 +32,7 @@ from core.approvals import (
 from core.errors import (
     ActionRefusedError,
     AIEmployeeError,
+    ExecutorBusyError,
     RequestError,
     TaskFileError,
     VaultError,
@@ -98,13 +99,7 @@ class Executor:
     def run_once(self) -> PassReport:
         """Expire, resume interrupted work, then run what is approved. PolicyError stops it."""
         with self._exclusive():
-            self.policy: Policy = load_policy(self.vault.root)
-            limits = self.policy.rate_limits_per_hour.model_dump()
-            self.limiter = RateLimiter(
-                self.vault.state_dir, limits, clock=self.clock, dry_run=self.dry_run
-            )
-            self.report = PassReport()
-            self.report.rejected += expire_pending(self.vault, self.clock())
+            self._begin()
             for entry in self.vault.list_tasks(IN_PROGRESS, limit=None, newest_first=False):
                 self._guarded(entry.rel, self._resume, entry.name)
             for kind in APPROVAL_KINDS:
@@ -112,6 +107,25 @@ class Executor:
                 for entry in self.vault.list_tasks(folder, limit=None, newest_first=False):
                     self._guarded(entry.rel, self._take, kind, entry.name)
             return self.report
+
+    def run_request(self, kind: str, name: str) -> PassReport:
+        """Run the one request ``Approved/<kind>/<name>`` now, exactly as a pass would."""
+        if kind not in APPROVAL_KINDS:
+            raise RequestError(f"{kind!r} is not a kind of request", "use email, social or payment")
+        self.vault.resolve(f"Approved/{kind}/{name}")  # confined, a plain file, or VaultError
+        with self._exclusive():
+            self._begin()
+            self._guarded(f"Approved/{kind}/{name}", self._take, kind, name)
+            return self.report
+
+    def _begin(self) -> None:
+        self.policy: Policy = load_policy(self.vault.root)
+        limits = self.policy.rate_limits_per_hour.model_dump()
+        self.limiter = RateLimiter(
+            self.vault.state_dir, limits, clock=self.clock, dry_run=self.dry_run
+        )
+        self.report = PassReport()
+        self.report.rejected += expire_pending(self.vault, self.clock())
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -121,7 +135,7 @@ class Executor:
                     locked(self.vault.state_dir / "locks" / "approval_executor.lock", wait=False)
                 )
             except BlockingIOError:
-                raise VaultError(
+                raise ExecutorBusyError(
                     "another approval executor is running on this vault", "let it work, or stop it"
                 ) from None
             yield

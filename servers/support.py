@@ -22,13 +22,19 @@ from core.config import Settings, load_settings
 from core.errors import AIEmployeeError
 
 
-def hints(*, read_only: bool = False, destructive: bool = False, idempotent: bool = False):
-    """Tool annotations that tell the truth; every tool here works on local files only."""
+def hints(
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> ToolAnnotations:
+    """Tool annotations that tell the truth; ``open_world`` for tools that reach a service."""
     return ToolAnnotations(
         read_only_hint=read_only,
         destructive_hint=destructive and not read_only,
         idempotent_hint=idempotent or read_only,
-        open_world_hint=False,
+        open_world_hint=open_world,
     )
 
 

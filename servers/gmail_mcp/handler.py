@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -15,6 +16,22 @@ from core.tasks import read_bytes_safely
 from core.vault import Vault
 from servers.gmail_mcp.gmail import GmailClient
 from servers.gmail_mcp.mail import OutgoingFile, message_id_for
+
+
+def vault_files(vault: Vault, paths: Sequence[str]) -> list[OutgoingFile]:
+    """Files to attach, read from the vault through its confinement; nothing sent on trouble."""
+    files = []
+    try:
+        for rel in paths:
+            data = read_bytes_safely(vault.resolve(rel), limit=MAX_ATTACHMENT_BYTES)
+            files.append(OutgoingFile(PurePosixPath(rel).name, data))
+    except VaultError as exc:
+        raise ActionRefusedError(f"attachment problem: {exc.what}; nothing was sent", "") from None
+    return files
+
+
+def digests(files: Sequence[OutgoingFile]) -> list[str]:
+    return [f"sha256:{hashlib.sha256(f.data).hexdigest()}" for f in files]
 
 
 class SendEmailHandler(ActionHandler):
@@ -36,17 +53,8 @@ class SendEmailHandler(ActionHandler):
 
     def _attachments(self, request: ApprovalRequest, params: SendEmail) -> list[OutgoingFile]:
         """The approved files, checked again against the fingerprints taken at request time."""
-        files = []
-        try:
-            for rel in params.attachments:
-                data = read_bytes_safely(self.vault.resolve(rel), limit=MAX_ATTACHMENT_BYTES)
-                files.append(OutgoingFile(PurePosixPath(rel).name, data))
-        except VaultError as exc:
-            raise ActionRefusedError(
-                f"attachment problem: {exc.what}; nothing was sent", ""
-            ) from None
-        digests = [f"sha256:{hashlib.sha256(f.data).hexdigest()}" for f in files]
-        if digests != list(request.attachments_sha256):
+        files = vault_files(self.vault, params.attachments)
+        if digests(files) != list(request.attachments_sha256):
             raise ActionRefusedError(
                 "an attached file is not the one that was approved; nothing was sent",
                 "ask for a new request",

@@ -7,10 +7,12 @@ Only what every server's tests can share lives here. A server's own in-memory cl
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from mcp import Client
 from mcp.types import CallToolResult
@@ -54,3 +56,26 @@ def make_settings(vault_root: Path) -> MakeSettings:
 async def call(client: Client, tool: str, args: dict[str, Any] | None = None) -> CallToolResult:
     """Call one tool and return the result as the client sees it (check ``is_error`` yourself)."""
     return await client.call_tool(tool, args or {})
+
+
+def text(res: CallToolResult) -> str:
+    return " ".join(getattr(part, "text", "") for part in res.content)
+
+
+async def ok(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A successful call whose structured content validates against the declared schema."""
+    res = await call(client, tool, args)
+    assert not res.is_error, text(res)
+    schema = {t.name: t.output_schema for t in (await client.list_tools()).tools}[tool]
+    assert schema and res.structured_content is not None
+    jsonschema.Draft202012Validator(schema).validate(res.structured_content)
+    return res.structured_content
+
+
+async def refused(client: Client, tool: str, args: dict[str, Any], *patterns: str) -> str:
+    res = await call(client, tool, args)
+    assert res.is_error, res.structured_content
+    message = text(res)
+    for pattern in patterns:
+        assert re.search(pattern, message, re.IGNORECASE), f"{pattern!r} not in {message!r}"
+    return message

@@ -27,7 +27,7 @@ INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 CONFORMANCE = "@modelcontextprotocol/conformance@0.1.16"
 NPX_TIMEOUT = 900  # seconds; a first download can be slow. A safety net, not a speed check.
 START_TIMEOUT = 60  # seconds for a server to start listening; a safety net as well
-SERVERS = {"vault": "servers.vault_mcp", "audit": "servers.audit_mcp"}
+SERVERS = {"vault": "servers.vault_mcp", "audit": "servers.audit_mcp", "gmail": "servers.gmail_mcp"}
 VAULT_TOOLS = frozenset(
     {
         "list_tasks",
@@ -45,7 +45,8 @@ VAULT_TOOLS = frozenset(
     }
 )
 AUDIT_TOOLS = frozenset({"query_audit", "audit_summary", "verify_audit"})
-TOOLS = {"vault": VAULT_TOOLS, "audit": AUDIT_TOOLS}
+GMAIL_TOOLS = frozenset({"search_emails", "read_email", "create_draft", "send_email", "mark_read"})
+TOOLS = {"vault": VAULT_TOOLS, "audit": AUDIT_TOOLS, "gmail": GMAIL_TOOLS}
 
 
 def npx() -> str:

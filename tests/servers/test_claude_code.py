@@ -1,4 +1,4 @@
-"""Claude Code itself reads the repository's .mcp.json, starts both servers and connects.
+"""Claude Code itself reads the repository's .mcp.json, starts every server and connects.
 
 This needs the npm registry (CI reaches it); a missing npx fails the test.
 """
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 CLAUDE_CODE = "@anthropic-ai/claude-code@2.1.331"
 
 
-def test_claude_code_connects_to_both_servers(tmp_path: Path) -> None:
+def test_claude_code_connects_to_every_server(tmp_path: Path) -> None:
     npx = shutil.which("npx")
     assert npx, "npx is needed for this test: install Node.js and npm"
     vault = init_vault(tmp_path / "vault").vault
@@ -41,5 +41,5 @@ def test_claude_code_connects_to_both_servers(tmp_path: Path) -> None:
         check=False,
     )
     lines = {line.split(":")[0]: line for line in proc.stdout.splitlines() if ":" in line}
-    for server in ("vault", "audit"):
+    for server in ("vault", "audit", "gmail"):
         assert "Connected" in lines.get(server, ""), (proc.stdout, proc.stderr[-2000:])

@@ -21,6 +21,7 @@ from core.audit import AuditLog
 from core.vault import Vault
 from core.vault_init import init_vault
 from tests.core.conftest import make_meta
+from tests.fakes.gmail import GmailStandIn
 from tests.servers.npm_tools import (
     AUDIT_TOOLS,
     REPO,
@@ -30,9 +31,16 @@ from tests.servers.npm_tools import (
     http_server,
     server_env,
 )
+from tests.servers.test_gmail_client import make_settings, write_token
 
 START_TIMEOUT = 60  # seconds; a safety net for a slow machine, not a speed check
 VARIABLE = re.compile(r"\$\{([^}]*)\}")
+# A first call on a fresh machine, for each server: it must say the vault is not there yet.
+FIRST_CALL: dict[str, tuple[str, dict[str, Any]]] = {
+    "vault": ("vault_status", {}),
+    "audit": ("verify_audit", {}),
+    "gmail": ("send_email", {"approved_request": "Approved/email/REQUEST.md"}),
+}
 
 
 @pytest.fixture
@@ -203,9 +211,9 @@ def strings(entry: dict[str, Any]) -> list[str]:
     return [entry["command"], *entry.get("args", []), *entry.get("env", {}).values()]
 
 
-def test_mcp_json_registers_both_servers_over_stdio_with_defaults() -> None:
+def test_mcp_json_registers_every_server_over_stdio_with_defaults() -> None:
     servers = mcp_config()["mcpServers"]
-    assert {"vault", "audit"} <= set(servers)
+    assert set(SERVERS) <= set(servers)
     for name, entry in servers.items():
         assert entry["type"] == "stdio", name
         assert isinstance(entry["command"], str) and entry["command"], name
@@ -217,8 +225,8 @@ def test_mcp_json_registers_both_servers_over_stdio_with_defaults() -> None:
                 assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*:-.*", body), (name, text)
         # With nothing set, every value expands (the file parses on a fresh machine).
         assert all("$" not in expand(text, {}) for text in strings(entry)), name
-    assert servers["vault"]["args"][-1] == "servers.vault_mcp"
-    assert servers["audit"]["args"][-1] == "servers.audit_mcp"
+    for name, module in SERVERS.items():
+        assert servers[name]["args"][-1] == module
 
 
 def claude_code_params(entry: dict[str, Any], environ: dict[str, str]) -> StdioServerParameters:
@@ -251,8 +259,8 @@ async def test_mcp_json_entry_starts_a_server_with_its_defaults(
     async with Client(params, mode="legacy", read_timeout_seconds=START_TIMEOUT) as client:
         assert client.server_info is not None and client.server_info.name == server
         tools = {tool.name for tool in (await client.list_tools()).tools}
-        first = "vault_status" if server == "vault" else "verify_audit"
-        result = await client.call_tool(first, {})
+        tool, arguments = FIRST_CALL[server]
+        result = await client.call_tool(tool, arguments)
     assert tools == TOOLS[server]
     assert result.is_error
     text = " ".join(getattr(block, "text", "") for block in result.content)
@@ -266,15 +274,24 @@ async def test_mcp_json_entry_uses_the_environment(
 ) -> None:
     monkeypatch.setenv("VAULT_PATH", str(stdio_vault))
     monkeypatch.setenv("ZONE", "cloud")
-    params = claude_code_params(mcp_config()["mcpServers"][server], dict(os.environ))
-    async with Client(params, mode="legacy", read_timeout_seconds=START_TIMEOUT) as client:
-        if server == "vault":
-            status = await structured(client, "vault_status")
-            assert Path(status["vault"]) == stdio_vault and status["zone"] == "cloud"
-        else:
-            page = await structured(client, "query_audit", zone="local")
-            assert page["returned"] == 1
-            assert (await structured(client, "query_audit"))["zone"] == "cloud"
+    with GmailStandIn() as gmail:
+        monkeypatch.setenv("GMAIL_API_ENDPOINT", gmail.url)
+        write_token(make_settings(stdio_vault.parent, gmail, zone="cloud"), gmail)
+        gmail.seed(sender="ana@client.example", to="me@example.com", subject="Hi", body_text=".")
+        params = claude_code_params(mcp_config()["mcpServers"][server], dict(os.environ))
+        async with Client(params, mode="legacy", read_timeout_seconds=START_TIMEOUT) as client:
+            if server == "vault":
+                status = await structured(client, "vault_status")
+                assert Path(status["vault"]) == stdio_vault and status["zone"] == "cloud"
+            elif server == "audit":
+                page = await structured(client, "query_audit", zone="local")
+                assert page["returned"] == 1
+                assert (await structured(client, "query_audit"))["zone"] == "cloud"
+            else:  # the stand-in's mail, read with the cloud token; and no sending there
+                found = await structured(client, "search_emails")
+                assert [m["subject"] for m in found["messages"]] == ["Hi"]
+                sent = await client.call_tool("send_email", {"to": ["a@b.example"], "body": "x"})
+                assert sent.is_error and "cloud zone never sends" in str(sent.content)
 
 
 @pytest.mark.anyio

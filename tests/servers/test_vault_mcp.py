@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import frontmatter
-import jsonschema
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult
 
 from core import approvals, tasks
 from core.audit import AuditLog
@@ -26,7 +24,7 @@ from core.layout import FOLDERS
 from core.vault import Vault
 from servers.vault_mcp.server import build_server
 from tests.core.conftest import tree_snapshot
-from tests.servers.conftest import MakeSettings, call
+from tests.servers.conftest import MakeSettings, ok, refused
 
 pytestmark = pytest.mark.anyio
 
@@ -72,29 +70,6 @@ ONE_CALL_EACH = [  # in order, on a vault holding Needs_Action/TASK_a.md and TAS
 async def client(make_settings: MakeSettings) -> AsyncIterator[Client]:
     async with Client(build_server(make_settings())) as c:
         yield c
-
-
-def text(res: CallToolResult) -> str:
-    return " ".join(getattr(part, "text", "") for part in res.content)
-
-
-async def ok(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A successful call whose structured content validates against the declared schema."""
-    res = await call(client, tool, args)
-    assert not res.is_error, text(res)
-    schema = {t.name: t.output_schema for t in (await client.list_tools()).tools}[tool]
-    assert schema and res.structured_content is not None
-    jsonschema.Draft202012Validator(schema).validate(res.structured_content)
-    return res.structured_content
-
-
-async def refused(client: Client, tool: str, args: dict[str, Any], *patterns: str) -> str:
-    res = await call(client, tool, args)
-    assert res.is_error, res.structured_content
-    message = text(res)
-    for pattern in patterns:
-        assert re.search(pattern, message, re.IGNORECASE), f"{pattern!r} not in {message!r}"
-    return message
 
 
 def write_task(root: Path, rel: str, body: str = "", **fields: Any) -> Path:

@@ -38,8 +38,8 @@ from tests.core.test_paths import (
     PERCENT,
     control,
 )
-from tests.servers.conftest import MakeSettings, call
-from tests.servers.test_vault_mcp import CRYPTO, NEW_EMAIL, NEW_PAYEE, POST, ok, text
+from tests.servers.conftest import MakeSettings, call, ok, text
+from tests.servers.test_vault_mcp import CRYPTO, NEW_EMAIL, NEW_PAYEE, POST
 
 pytestmark = pytest.mark.anyio
 
