@@ -159,12 +159,25 @@ def render(meta: Mapping[str, Any], body: str = "") -> str:
         raise TaskFileError(
             "Frontmatter holds a value YAML cannot write", "pass plain strings, numbers and lists"
         ) from None
+    if "\x00" in text or not _encodable(text):
+        raise TaskFileError(
+            "the task holds a NUL or a lone surrogate, which no text file can",
+            "replace those characters (with U+FFFD) and write it again",
+        )
     parsed, _ = _split(text, "<render>")
     if parsed != dict(meta):
         raise TaskFileError(
             "Frontmatter did not survive a round trip", "pass plain strings, numbers and lists"
         )
     return text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _split(text: str, name: str) -> tuple[dict[str, Any], str]:

@@ -137,7 +137,7 @@ class GmailWatcher:
             self.say(f"message {message.id} is malformed; kept with notes: {message.problems[0]}")
         try:
             path = write_email_task(self.vault, message, contacts)
-        except TaskFileError as exc:  # e.g. too large: nothing written, the batch goes on
+        except (TaskFileError, ValueError) as exc:  # e.g. too large: nothing written, go on
             self.say(f"could not make a task of message {message.id}: {exc}")
             self.vault.record("gmail", "watch_skip", message.id, status="error", reason=str(exc))
             return None

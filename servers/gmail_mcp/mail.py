@@ -35,7 +35,8 @@ MAX_HEADER_CHARS = 998
 MAX_REFERENCES = 30
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MSG_ID = re.compile(r"<[!-;=?-~]{1,900}>")  # printable ASCII without spaces, '<' or '>'
-_UNSEEN = {"Cc", "Cf", "Zl", "Zp"}
+_UNSEEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")  # no text file can hold these
 
 
 class OutgoingFile(NamedTuple):
@@ -244,6 +245,7 @@ def _decode(part: Message, problems: list[str]) -> str:
     except (LookupError, UnicodeError, ValueError):
         problems.append(f"unknown charset {clean_line(charset, 40)!r}: read as UTF-8")
         charset, text = "utf-8", data.decode("utf-8", errors="replace")
+    text = _UNWRITABLE.sub("\ufffd", text)
     if "\ufffd" in text and b"\xef\xbf\xbd" not in data:
         problems.append(f"some bytes are not valid {clean_line(charset, 40)}; shown as \ufffd")
     return text
@@ -257,7 +259,8 @@ def _part_name(part: Message) -> str | None:
         return "attachment"
     if filename is None and not attached:
         return None
-    return safe_filename(clean_line(filename or "", 200), default="attachment")
+    name = filename or ""
+    return safe_filename(clean_line(name, len(name)), default="attachment")  # keeps the extension
 
 
 def _bytes_len(part: Message) -> int:

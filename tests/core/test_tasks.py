@@ -21,6 +21,7 @@ from core.tasks import (
     TaskMeta,
     iso_utc,
     parse,
+    parse_bytes,
     parse_utc,
     read_task_file,
     render,
@@ -291,6 +292,25 @@ def test_injection_into_id_is_refused_on_parse_and_sets_nothing(value: str) -> N
     text = render(meta)  # renders as data...
     with pytest.raises(TaskFileError, match=r"TASK_1\.md has missing or invalid fields: id"):
         parse(text, name="TASK_1.md")  # ...but an id must match the id pattern
+
+
+@pytest.mark.parametrize(
+    ("where", "bad"),
+    [("body", "\x00"), ("body", "\ud83d"), ("body", "a\udfffb"), ("field", "\ud83d")],
+    ids=["body-nul", "body-high", "body-low", "field-surrogate"],
+)
+def test_render_refuses_what_no_text_file_can_hold(where: str, bad: str) -> None:
+    """A NUL in the body or a lone surrogate anywhere would make a file the vault refuses to
+    read (or cannot write): render refuses it first, with the fix in the message. A NUL in a
+    field is escaped by YAML and reads back as it was."""
+    meta = base_meta()
+    body = f"before {bad} after" if where == "body" else ""
+    if where == "field":
+        meta["title"] = f"x{bad}y"
+    with pytest.raises(TaskFileError, match=r"NUL or a lone surrogate|cannot write"):
+        render(meta, body)
+    meta = {**base_meta(), "title": "x\x00y"}
+    assert parse_bytes(render(meta).encode(), name="T.md").meta.title == "x\x00y"
 
 
 @pytest.mark.parametrize(
