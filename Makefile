@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh Linux machine with python3, git and make:
-#   make demo   creates .venv, installs, and runs the main job on a throwaway vault
+#   make demo   creates .venv, installs, and runs the mail path on a throwaway vault, live
+#               against a local Gmail stand-in (tests/fakes/gmail_demo.py starts it)
 #   make test   installs dev dependencies and runs the whole suite (lint first)
 PYTHON ?= python3
 VENV   := .venv
@@ -10,7 +11,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check --quiet
 .PHONY: demo test bench lint clean
 
 demo: $(STAMP)
-	$(BIN)/ai-employee demo
+	$(BIN)/python -m tests.fakes.gmail_demo -- $(BIN)/ai-employee demo --gmail {gmail}
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,8 @@
-"""``ai-employee demo``: the main job, once, on a throwaway vault, step by step."""
+"""``ai-employee demo``: the main job, once, on a throwaway vault, step by step.
+
+With ``--gmail URL`` (a local Gmail stand-in; ``make demo`` starts one) the demo runs the mail
+path instead, live against the stand-in: see :mod:`cli.demo_mail`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from cli import demo_mail
 from cli.commands import print_status
 from core.actions import RegisterPayment, SendEmail
 from core.approvals import approve, create_request
@@ -86,6 +91,8 @@ def _propose(vault: Vault) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "gmail", None) is not None:
+        return demo_mail.cmd_demo_mail(args)
     root = args.vault or Path(tempfile.mkdtemp(prefix="ai-employee-demo-")) / "vault"
     _step(1, f"Create a throwaway vault at {root}")
     init_vault(root)

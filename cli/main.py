@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cli import commands, demo, doctor
+from cli import auth, commands, demo, doctor
 from core.errors import AIEmployeeError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -51,7 +51,38 @@ def _parser() -> argparse.ArgumentParser:
 
     demo_cmd = sub.add_parser("demo", help="run the main job once on a throwaway vault")
     demo_cmd.add_argument("--vault", type=Path, help="use this folder instead of a temp one")
+    demo_cmd.add_argument(
+        "--gmail",
+        metavar="URL",
+        help="run the mail path instead, live against a Gmail stand-in at this loopback URL "
+        "(make demo starts one)",
+    )
     demo_cmd.set_defaults(handler=demo.cmd_demo)
+
+    auth_cmd = sub.add_parser("auth", help="sign in to a service (token kept in SECRETS_DIR)")
+    auth_cmd.add_argument("service", choices=["gmail"], help="which service")
+    auth_cmd.add_argument(
+        "--client-secrets",
+        type=Path,
+        metavar="FILE",
+        help=f"the Desktop app client JSON from Google Cloud console "
+        f"(default: SECRETS_DIR/{auth.CLIENT_SECRETS_FILE})",
+    )
+    how = auth_cmd.add_mutually_exclusive_group()
+    how.add_argument(
+        "--console", action="store_true", help="headless: paste the address the browser reaches"
+    )
+    how.add_argument(
+        "--no-browser", action="store_true", help="print the address instead of opening a browser"
+    )
+    auth_cmd.add_argument(
+        "--port",
+        type=auth.port_number,
+        default=0,
+        help="loopback port for Google's answer (default: any free one; "
+        f"with --console: {auth.CONSOLE_PORT})",
+    )
+    auth_cmd.set_defaults(handler=auth.cmd_auth)
     return parser
 
 

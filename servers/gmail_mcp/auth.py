@@ -38,6 +38,7 @@ SCOPES: dict[str, list[str]] = {
 TOKEN_FILE = "gmail.token.json"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 BREAKER = "gmail"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 AUTH_STEP = "run `ai-employee auth gmail` to sign in again"
 _MAX_TOKEN_FILE = 64 * 1024
 GMAIL_ID = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -106,12 +107,15 @@ def _read_token_file(path: Path) -> dict[str, Any]:
     return info
 
 
+def https_or_loopback(uri: str) -> bool:
+    """True for https, or plain http to this machine only (a local stand-in)."""
+    parts = urlsplit(uri)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK)
+
+
 def _token_uri(info: dict[str, Any], path: Path) -> str:
     uri = str(info.get("token_uri") or GOOGLE_TOKEN_URI)
-    parts = urlsplit(uri)
-    if parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
-    ):
+    if https_or_loopback(uri):
         return uri
     raise ConfigError(f"the Gmail token {path} names a token_uri that is not https", AUTH_STEP)
 

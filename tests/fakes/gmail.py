@@ -1,9 +1,10 @@
-"""A stand-in for the Gmail REST API (v1) and Google's OAuth token endpoint, for tests.
+"""A stand-in for the Gmail REST API (v1) and Google's OAuth endpoints, for tests.
 
 Real HTTP on 127.0.0.1 (ephemeral port), standard library only. Point the Google client at it:
     build("gmail", "v1", credentials=creds, static_discovery=True,
           client_options={"api_endpoint": gmail.url})
-and OAuth refresh at `gmail.token_url`. State is one mailbox (seeded, sent and draft messages;
+and OAuth refresh at `gmail.token_url`; sign-in uses `gmail.auth_url` and `gmail.oauth`
+(tests/fakes/gmail_oauth.py). State is one mailbox (seeded, sent and draft messages;
 `messages.list` searches all of them like Gmail does). The product never imports this.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from tests.fakes import gmail_mime as mm
+from tests.fakes.gmail_oauth import AUTH_PATH, OAuthStandIn, Redirect
 
 _API = re.compile(r"^/gmail/v1/users/(?P<user>[^/]+)(?P<rest>/.*)?$")
 
@@ -41,6 +43,7 @@ class GmailStandIn:
         self._expired_before = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.oauth = OAuthStandIn(self._mint_access_token)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> GmailStandIn:
@@ -78,6 +81,14 @@ class GmailStandIn:
     @property
     def token_url(self) -> str:
         return self.url + "/token"
+
+    @property
+    def auth_url(self) -> str:
+        return self.url + AUTH_PATH
+
+    def client_secrets(self, **changes: Any) -> dict[str, Any]:
+        """A Desktop app client secrets file (`{"installed": ...}`) pointing at this stand-in."""
+        return self.oauth.client_secrets(self.url, **changes)
 
     # -- test controls --------------------------------------------------------------------------
     def seed(
@@ -329,26 +340,11 @@ class GmailStandIn:
             out["history"] = [mm.history_entry(h) for h in page_]
         return {**out, "nextPageToken": token} if token else out
 
-    def _token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        def fail(error: str, description: str) -> tuple[int, dict[str, Any]]:
-            return 400, {"error": error, "error_description": description}
-
-        if form.get("grant_type") != "refresh_token":
-            return fail("unsupported_grant_type", "Invalid grant_type")
-        if not form.get("refresh_token") or not form.get("client_id"):
-            return fail("invalid_request", "Missing required parameter")
-        if self._revoked:
-            return fail("invalid_grant", "Token has been expired or revoked.")
+    def _mint_access_token(self) -> str:
         self._counter += 1
         token = f"ya29.stand-in-{self._counter}"
         self.valid_tokens.add(token)
-        scope = form.get("scope") or "https://www.googleapis.com/auth/gmail.modify"
-        return 200, {
-            "access_token": token,
-            "expires_in": 3599,
-            "token_type": "Bearer",
-            "scope": scope,
-        }
+        return token
 
     def _handle(
         self, method: str, target: str, body: bytes, auth: str | None
@@ -373,7 +369,10 @@ class GmailStandIn:
                 if fault["kind"] == "drop" and not fault["after"]:
                     return 0, None, fault
             if is_token and method == "POST":
-                return (*self._token(parsed if isinstance(parsed, dict) else {}), fault)
+                form = parsed if isinstance(parsed, dict) else {}
+                return (*self.oauth.token(form, auth, revoked=self._revoked), fault)
+            if split.path == AUTH_PATH and method == "GET":
+                return (*self.oauth.authorize(q), fault)
             match = _API.match(split.path)
             if match is None:
                 return 404, mm.error_body(404), fault
@@ -412,18 +411,26 @@ class _Handler(BaseHTTPRequestHandler):
         if (fault and fault["kind"] == "drop") or owner._stop.is_set():
             self.close_connection = True
             return
-        data = json.dumps(payload).encode()
         try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 429 and fault:
-                self.send_header("Retry-After", str(fault["retry_after"]))
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
-            self.end_headers()
-            self.wfile.write(data)
+            self._answer(status, payload, fault)
         except OSError:
             self.close_connection = True
+
+    def _answer(self, status: int, payload: Any, fault: dict[str, Any] | None) -> None:
+        self.send_response(status)
+        if isinstance(payload, Redirect):
+            self.send_header("Location", payload.location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = json.dumps(payload).encode()
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 429 and fault:
+            self.send_header("Retry-After", str(fault["retry_after"]))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
+        self.end_headers()
+        self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
