@@ -11,6 +11,7 @@ SUITES = (
     ("Vault", "bench.bench_vault"),
     ("Audit trail", "bench.bench_audit"),
     ("MCP servers", "bench.bench_servers"),
+    ("Gmail watcher", "bench.bench_gmail"),
 )
 
 
