@@ -9,9 +9,7 @@ keeps checking); with ``--once`` it is an error exit.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections.abc import Iterable, Sequence
 
 from core.config import Settings, load_settings
@@ -19,6 +17,7 @@ from core.errors import AIEmployeeError, PolicyError
 from core.executor import ActionHandler, Executor, PassReport
 from core.policy import load_policy
 from core.vault import open_vault
+from daemons.loop import run_loop, stop_on_signals
 
 DEFAULT_INTERVAL = 10.0
 
@@ -58,25 +57,26 @@ def run(
     load_policy(vault.root)  # a malformed handbook is an error at start, not a silent loop
     chosen = available_handlers(settings) if handlers is None else list(handlers)
     executor = Executor(vault, zone=settings.zone, dry_run=settings.dry_run, handlers=chosen)
-    stop = threading.Event()
-    if not once:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
     mode = "DRY RUN: no outside calls" if settings.dry_run else "LIVE"
+    stop = stop_on_signals(once)
     print(f"approval_watcher: {vault.root} ({mode})", flush=True)
-    if once:
-        print_report(executor.run_once())
-        return 0
-    while not stop.is_set():
+
+    def one_pass() -> None:
         try:
             print_report(executor.run_once())
         except PolicyError as exc:
-            print(f"approval_watcher: nothing runs until this is fixed: {exc}", flush=True)
-        except (AIEmployeeError, OSError) as exc:
-            print(f"approval_watcher: pass stopped, retrying: {exc}", flush=True)
-        stop.wait(interval)
-    print("approval_watcher: stopped", flush=True)
-    return 0
+            why = f"nothing runs until the handbook is fixed: {exc.what}"
+            raise PolicyError(why, exc.next_step) from None
+
+    return run_loop(
+        "approval_watcher",
+        vault,
+        one_pass,
+        zone=settings.zone,
+        once=once,
+        interval=interval,
+        stop=stop,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

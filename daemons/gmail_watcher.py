@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +30,7 @@ from core.fsutil import atomic_create, atomic_write
 from core.policy import load_policy
 from core.tasks import iso_utc, utc_now
 from core.vault import Vault, open_vault
+from daemons.loop import run_loop, stop_on_signals
 from servers.gmail_mcp.auth import AUTH_STEP, GmailAuthError, GmailRequestError, HistoryExpiredError
 from servers.gmail_mcp.gmail import GmailClient
 
@@ -191,26 +190,11 @@ def run(
     vault = open_vault(settings, actor=ACTOR)
     query = query or settings.gmail_watch_query
     watcher = GmailWatcher(vault, client or GmailClient(settings), query=query)
-    stop = threading.Event()
-    if not once:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals(once)
     print(f"{ACTOR}: {vault.root} ({settings.zone} zone, query {watcher.query!r})", flush=True)
-    while True:
-        code = 0
-        try:
-            watcher.poll()
-        except (GmailAuthError, ConfigError):
-            code = 1  # paused: said and signalled once; checked again next pass
-        except (AIEmployeeError, OSError) as exc:
-            print(f"{ACTOR}: pass stopped, retrying: {exc}", flush=True)
-            code = 1
-        if once:
-            return code
-        stop.wait(interval)
-        if stop.is_set():
-            print(f"{ACTOR}: stopped", flush=True)
-            return 0
+    return run_loop(
+        ACTOR, vault, watcher.poll, zone=settings.zone, once=once, interval=interval, stop=stop
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,69 @@
+"""The loop every daemon shares: a pass, a heartbeat, a wait; a clean stop on SIGTERM or Ctrl-C.
+
+A daemon supplies one pass (a function that does the work once and raises the product's
+errors on trouble). The loop keeps going after a failed pass, saying why once per new reason,
+and records a heartbeat after every pass so the dashboard can tell alive from stuck.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+from core.errors import AIEmployeeError
+from core.heartbeat import beat
+from core.vault import Vault
+
+Pass = Callable[[], None]
+
+
+def run_loop(
+    name: str,
+    vault: Vault,
+    one_pass: Pass,
+    *,
+    zone: str,
+    once: bool,
+    interval: float,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run ``one_pass`` once (exit code 0 or 1) or every ``interval`` seconds until stopped."""
+    stop = stop or stop_on_signals(once)
+    said = ""
+    while True:
+        ok, detail = _attempt(one_pass)
+        if not ok and detail != said:
+            print(f"{name}: pass stopped, retrying: {detail}", flush=True)
+        said = "" if ok else detail
+        _beat(vault, name, zone=zone, ok=ok, interval=0 if once else interval, detail=detail)
+        if once:
+            return 0 if ok else 1
+        if stop.wait(interval):
+            print(f"{name}: stopped", flush=True)
+            return 0
+
+
+def stop_on_signals(once: bool) -> threading.Event:
+    """An event SIGTERM and SIGINT set (for a loop; a single pass is simply interrupted).
+    Call it before the first line of output, so a stop sent right after that line counts."""
+    stop = threading.Event()
+    if not once and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _attempt(one_pass: Pass) -> tuple[bool, str]:
+    try:
+        one_pass()
+    except (AIEmployeeError, OSError) as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def _beat(vault: Vault, name: str, **fields: object) -> None:
+    try:
+        beat(vault.state_dir, name, **fields)  # type: ignore[arg-type]
+    except (OSError, AIEmployeeError) as exc:  # health reporting never stops the work
+        print(f"{name}: could not record a heartbeat: {exc}", flush=True)
