@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.action_handler import PassReport
 from core.actions import RegisterPayment, SendEmail
 from core.approvals import approve, create_request
 from core.audit import AuditLog
 from core.config import Settings
 from core.errors import AlreadyClaimedError, ConfigError
-from core.executor import Executor, PassReport
+from core.executor import Executor
 from core.fsutil import atomic_write
 from core.policy import load_policy
 from core.status import vault_status

@@ -157,7 +157,7 @@ def payload_sha256(
         "action": action,
         "kind": kind,
         "params": params.model_dump(mode="json"),
-        "payload": payload,
+        "payload": payload.strip("\n"),  # as a request file keeps it: no outer blank lines
     }
     if attachments:
         fields["attachments"] = list(attachments)

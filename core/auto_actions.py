@@ -83,8 +83,7 @@ def run_auto(
     decision = check_auto(vault, params, payload, policy)
     digests = attachment_digests(vault, params)
     content = payload_sha256(params.ACTION, params.KIND, params, payload, digests)
-    request_id = f"AUTO-{content[:24]}"
-    key = idempotency_key(request_id, content)
+    request_id, key = auto_key(content)
     ledger = ActionLedger(vault.state_dir)
     with locked(vault.state_dir / "locks" / f"auto-{key[:16]}.lock"):
         entry = ledger.get(key, dry_run=dry_run)
@@ -110,10 +109,26 @@ def run_auto(
         request=request_id,
         key=key,
         rule=decision.rule,
+        params=params.model_dump(mode="json"),
         error=entry.error,
         result=entry.result,
     )
     return _outcome(entry, decision, repeated=False)
+
+
+def auto_key(content: str) -> tuple[str, str]:
+    """The request id and idempotency key an action with this content hash runs under unasked."""
+    request_id = f"AUTO-{content[:24]}"
+    return request_id, idempotency_key(request_id, content)
+
+
+def remember_done(ledger: ActionLedger, action: str, content: str, done: LedgerEntry) -> None:
+    """Record that an action with this content was done another way (an approved request), so
+    the same action asked for unasked later is answered as already done, not done twice."""
+    request_id, key = auto_key(content)
+    entry = ledger.intend(key, request_id=request_id, action=action, file=done.file, dry_run=False)
+    if entry.phase == "intent":
+        ledger.finish(entry, "done", {**done.result, "via": done.request_id})
 
 
 def _reserve(vault: Vault, policy: Policy, params: ActionParams, key: str, dry_run: bool) -> None:
@@ -124,7 +139,7 @@ def _reserve(vault: Vault, policy: Policy, params: ActionParams, key: str, dry_r
         when = limiter.free_again_at(category)
         raise ActionRefusedError(
             f"the hourly {category} limit is reached; nothing was done",
-            f"try again after {iso_utc(when) if when else 'an hour'}, or ask for approval",
+            f"try again after {iso_utc(when) if when else 'an hour'}",
         )
 
 

@@ -12,16 +12,15 @@ ledger then says whether to start, reconcile with the service, or finish.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from core import outcomes, tasks
+from core.action_handler import ActionHandler, PassReport
 from core.actions import RATE_CATEGORY
 from core.approvals import (
     ApprovalRequest,
@@ -29,6 +28,7 @@ from core.approvals import (
     attachment_sizes,
     parse_request,
 )
+from core.auto_actions import remember_done
 from core.errors import (
     ActionRefusedError,
     AIEmployeeError,
@@ -48,29 +48,6 @@ from core.ratelimit import RateLimiter
 from core.vault import Vault
 
 IN_PROGRESS = "In_Progress/local"
-
-
-class ActionHandler(ABC):
-    """Performs one action at its service. Registered per action name."""
-
-    action: ClassVar[str]
-    # True if ``lookup`` can tell, after a crash, whether a call under a key happened.
-    can_reconcile: ClassVar[bool] = False
-
-    @abstractmethod
-    def perform(self, request: ApprovalRequest, key: str) -> dict[str, Any]:
-        """Do it under ``key``; raise ActionRefusedError when the service surely did nothing."""
-
-    def lookup(self, request: ApprovalRequest, key: str) -> dict[str, Any] | None:
-        """The result of an earlier call under ``key``, or None if the service has none."""
-        raise NotImplementedError(f"{self.action} cannot be reconciled")
-
-
-class PassReport(BaseModel):
-    done: list[str] = Field(default_factory=list)
-    failed: list[str] = Field(default_factory=list)
-    rejected: list[str] = Field(default_factory=list)
-    waiting: dict[str, str] = Field(default_factory=dict)
 
 
 class Executor:
@@ -207,6 +184,10 @@ class Executor:
         return None
 
     def _claim(self, path: Path, request: ApprovalRequest, kind: str) -> None:
+        target = self.vault.root / IN_PROGRESS / path.name
+        if self.claims.get(path.name) is not None or os.path.lexists(target):
+            self._defer(request.file, f"{IN_PROGRESS}/{path.name} is still open; it runs after")
+            return
         record = ClaimRecord(
             name=path.name,
             request_id=request.id,
@@ -216,7 +197,6 @@ class Executor:
             claimed_at=self.clock(),
         )
         self.claims.save(record)  # before the move: no record, no run
-        target = self.vault.root / IN_PROGRESS / path.name
         with self.vault.task_lock(path.name):
             try:
                 move_no_replace(path, target)
@@ -388,6 +368,10 @@ class Executor:
         return self.ledger.finish(entry, "unknown", {}, error)
 
     def _close(self, path: Path, doc: tasks.TaskDoc, entry: LedgerEntry) -> None:
+        if entry.phase == "done" and not entry.dry_run:  # the same content is not redone unasked
+            with suppress(RequestError):  # an edited file: its content is not what was done
+                request = parse_request(doc, outcomes.rel(self.vault, path))
+                remember_done(self.ledger, request.action, request.payload_hash, entry)
         target = outcomes.close(self.vault, path, doc, entry, self.clock())
         self._finished(path.name, target, failed=entry.phase != "done")
 

@@ -12,9 +12,10 @@ import argparse
 import sys
 from collections.abc import Iterable, Sequence
 
+from core.action_handler import ActionHandler, PassReport
 from core.config import Settings, load_settings
 from core.errors import AIEmployeeError, PolicyError
-from core.executor import ActionHandler, Executor, PassReport
+from core.executor import Executor
 from core.policy import load_policy
 from core.vault import open_vault
 from daemons.loop import run_loop, stop_on_signals

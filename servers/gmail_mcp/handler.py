@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+from core.action_handler import ActionHandler
 from core.actions import SendEmail
 from core.approvals import MAX_ATTACHMENT_BYTES, ApprovalRequest
 from core.config import Settings
 from core.errors import ActionRefusedError, VaultError
-from core.executor import ActionHandler
 from core.tasks import read_bytes_safely
 from core.vault import Vault
 from servers.gmail_mcp.gmail import GmailClient

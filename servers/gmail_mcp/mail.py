@@ -30,8 +30,11 @@ from servers.gmail_mcp.html_text import html_to_text
 MESSAGE_ID_DOMAIN = "ai-employee.invalid"
 MAX_MESSAGE_BYTES = 25 * 1024 * 1024  # what Gmail accepts for one message
 MAX_TEXT_CHARS = 100_000
-MAX_HTML_CHARS = 2_000_000
+MAX_HTML_CHARS = 500_000  # converted in well under a second, whatever the markup
 MAX_HEADER_CHARS = 998
+MAX_HEADER_LINE = 8_192  # bytes; RFC 5322 allows 998
+MAX_HEADER_BLOCK = 262_144
+MAX_PARTS = 1_000
 MAX_REFERENCES = 30
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _MSG_ID = re.compile(r"<[!-;=?-~]{1,900}>")  # printable ASCII without spaces, '<' or '>'
@@ -103,6 +106,11 @@ def message_id_for(key: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise ValueError("the idempotency key must be 1-128 letters, digits, '.', '_' or '-'")
     return f"<{key}@{MESSAGE_ID_DOMAIN}>"
+
+
+def message_ids(text: str) -> list[str]:
+    """The well-formed Message-IDs in a header value (commas, comments and junk dropped)."""
+    return _MSG_ID.findall(text or "")
 
 
 def normalize_message_id(value: str, what: str = "Message-ID") -> str:
@@ -268,11 +276,34 @@ def _bytes_len(part: Message) -> int:
     return len(data) if isinstance(data, bytes) else 0
 
 
+def _bounded_headers(raw: bytes) -> tuple[bytes, bool]:
+    """``raw`` with each header line cut to MAX_HEADER_LINE bytes and the header block to
+    MAX_HEADER_BLOCK: the parser's time grows faster than a header's length."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    lines = head.splitlines(keepends=True)
+    if len(head) <= MAX_HEADER_BLOCK and all(len(line) <= MAX_HEADER_LINE for line in lines):
+        return raw, False
+    kept, size = [], 0
+    for line in lines:
+        if len(line) > MAX_HEADER_LINE:
+            line = line[:MAX_HEADER_LINE] + b"\r\n"
+        size += len(line)
+        if size > MAX_HEADER_BLOCK:
+            break
+        kept.append(line)
+    return b"".join(kept) + (sep or b"\r\n\r\n") + body, True
+
+
 def parse_message(
     raw: bytes, *, id: str, thread_id: str = "", labels: Sequence[str] = ()
 ) -> EmailMessage:
     """Read raw RFC 822 bytes leniently; what could not be read is listed in ``problems``."""
     found = EmailMessage(id=id, thread_id=thread_id, labels=list(labels))
+    raw, cut = _bounded_headers(raw)
+    if cut:
+        found.problems.append("some headers were too long and were cut")
     try:
         msg = BytesParser(policy=policy.default).parsebytes(raw)
     except Exception as exc:  # the parser is lenient; this is a last resort
@@ -285,32 +316,7 @@ def parse_message(
     found.subject, found.date = _header(msg, "Subject"), _header(msg, "Date")
     found.message_id, found.in_reply_to = _header(msg, "Message-ID"), _header(msg, "In-Reply-To")
     found.references = _header(msg, "References").split()[-MAX_REFERENCES:]
-    plain = html = None
-    defects = {type(d).__name__ for d in msg.defects}
-    try:
-        parts = list(msg.walk())
-    except Exception as exc:  # a structure too broken to walk: read the top part only
-        parts = [msg]
-        found.problems.append(f"the MIME structure cannot be followed ({type(exc).__name__})")
-    for part in parts:
-        defects.update(type(d).__name__ for d in part.defects)
-        if part.is_multipart():
-            continue
-        try:
-            name, ctype = _part_name(part), part.get_content_type()
-            if name is None and ctype == "text/plain":
-                text = _decode(part, found.problems)
-                plain = text if plain is None else f"{plain}\n\n{text}"
-            elif name is None and ctype == "text/html":
-                html = _decode(part, found.problems) if html is None else html
-            else:
-                size, kind = _bytes_len(part), clean_line(ctype, 100)
-                info = AttachmentInfo(name=name or "attachment", size=size, mime_type=kind)
-                found.attachments.append(info)
-        except Exception as exc:  # one unreadable part does not hide the rest
-            found.problems.append(f"a part could not be read ({type(exc).__name__})")
-    if defects:
-        found.problems.append(f"malformed MIME ({', '.join(sorted(defects))}); text may be partial")
+    plain, html = _read_parts(msg, found)
     if plain is None and html is not None:
         if len(html) > MAX_HTML_CHARS:
             html, found.truncated = html[:MAX_HTML_CHARS], True
@@ -322,3 +328,38 @@ def parse_message(
         text, found.truncated = text[:MAX_TEXT_CHARS], True
     found.text = text
     return found
+
+
+def _read_parts(msg: Message, found: EmailMessage) -> tuple[str | None, str | None]:
+    """The plain text and the first HTML of a message; attachments and problems into ``found``."""
+    plain: list[str] = []
+    html = None
+    defects = {type(d).__name__ for d in msg.defects}
+    try:
+        parts = list(msg.walk())
+    except Exception as exc:  # a structure too broken to walk: read the top part only
+        parts = [msg]
+        found.problems.append(f"the MIME structure cannot be followed ({type(exc).__name__})")
+    leaves = [part for part in parts if not part.is_multipart()]
+    if len(leaves) > MAX_PARTS:
+        found.problems.append(
+            f"the message has {len(leaves):,} parts; the first {MAX_PARTS:,} are read"
+        )
+    for part in parts:
+        defects.update(type(d).__name__ for d in part.defects)
+    for part in leaves[:MAX_PARTS]:
+        try:
+            name, ctype = _part_name(part), part.get_content_type()
+            if name is None and ctype == "text/plain":
+                plain.append(_decode(part, found.problems))
+            elif name is None and ctype == "text/html":
+                html = _decode(part, found.problems) if html is None else html
+            else:
+                size, kind = _bytes_len(part), clean_line(ctype, 100)
+                info = AttachmentInfo(name=name or "attachment", size=size, mime_type=kind)
+                found.attachments.append(info)
+        except Exception as exc:  # one unreadable part does not hide the rest
+            found.problems.append(f"a part could not be read ({type(exc).__name__})")
+    if defects:
+        found.problems.append(f"malformed MIME ({', '.join(sorted(defects))}); text may be partial")
+    return ("\n\n".join(plain) if plain else None), html

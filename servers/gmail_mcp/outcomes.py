@@ -9,11 +9,11 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from core.action_handler import PassReport
 from core.auto_actions import AutoOutcome
-from core.errors import TaskFileError
-from core.executor import PassReport
+from core.errors import TaskFileError, VaultError
 from core.vault import Vault
-from servers.gmail_mcp.models import SendAnswer
+from servers.gmail_mcp.models import SendAnswer, SendStatus
 
 CHECK_SENT = "check Gmail's Sent folder before anything else; do not send it again"
 
@@ -38,59 +38,104 @@ def auto_answer(outcome: AutoOutcome) -> SendAnswer:
     if outcome.phase == "unknown":
         said = f"the outcome is unknown: {CHECK_SENT}"
         return SendAnswer(status="unknown", message=said, **fields)
-    return SendAnswer(status="failed", message="Gmail refused it; nothing was sent", **fields)
+    said = f"not sent: {outcome.error or 'Gmail refused it'}"
+    return SendAnswer(status="failed", message=said, **fields)
 
 
-def approved_answer(vault: Vault, name: str, report: PassReport) -> SendAnswer:
-    """The outcome of running ``Approved/email/<name>``, found in the executor's report."""
+def approved_answer(vault: Vault, name: str, request_id: str, report: PassReport) -> SendAnswer:
+    """The outcome of running ``Approved/email/<name>`` (request ``request_id``), from the
+    executor's report; files of other requests in the same report are never mistaken for it."""
     base: dict[str, Any] = {"via": "approved_request"}
-    if (path := _mine(name, report.done)) is not None:
-        meta, result = _stamped(vault, path)
-        dry = bool(meta.get("dry_run"))
-        said = "dry run: nothing was sent" if dry else "sent as the CEO approved it"
-        return SendAnswer(
-            status="dry_run" if dry else "sent",
-            request=path,
-            gmail_id=result.get("id"),
-            thread_id=result.get("thread_id"),
-            message_id=result.get("message_id"),
-            message=said,
-            **base,
-        )
-    if (path := _mine(name, report.failed)) is not None:
-        meta, _ = _stamped(vault, path)
-        if meta.get("outcome") == "unknown":
-            said = f"the outcome is unknown: {CHECK_SENT}"
-            return SendAnswer(
-                status="unknown", request=path, error=meta.get("error"), message=said, **base
-            )
-        said = "not sent; the request is in Failed/ with the reason"
-        return SendAnswer(
-            status="failed", request=path, error=meta.get("error"), message=said, **base
-        )
-    if (path := _mine(name, report.rejected)) is not None:
-        said = "the approval expired before it ran; nothing was sent: ask for a new request"
-        return SendAnswer(status="expired", request=path, message=said, **base)
     for rel, why in report.waiting.items():
-        if PurePosixPath(rel).name == name:
+        if rel in (f"Approved/email/{name}", f"In_Progress/local/{name}"):
             return SendAnswer(status="waiting", request=rel, error=why, message=why, **base)
+    if (path := _mine(vault, name, request_id, report.done)) is not None:
+        return _done_answer(vault, path, "sent", "sent as the CEO approved it")
+    if (path := _mine(vault, name, request_id, report.failed)) is not None:
+        return _failed_answer(vault, path)
+    if _mine(vault, name, request_id, report.rejected) is not None:
+        said = "the approval expired before it ran; nothing was sent: ask for a new request"
+        return SendAnswer(status="expired", message=said, **base)
     raise ToolError(
         f"Approved/email/{name} was moved meanwhile and this call sent nothing; find it with "
         "mcp__vault__list_approvals"
     )
 
 
-def _mine(name: str, paths: Iterable[str]) -> str | None:
-    """The path in ``paths`` that is ``name``, or ``name`` renamed to a free ``stem_N`` name."""
+def whereabouts(vault: Vault, name: str) -> SendAnswer | None:
+    """Where a request no longer in ``Approved/email/`` went, so it is never asked for again."""
+    if (vault.root / "In_Progress" / "local" / name).is_file():
+        said = (
+            "it is being sent, or its sending was interrupted; the approval watcher finishes it. "
+            "Do not ask for it again"
+        )
+        return SendAnswer(
+            status="waiting",
+            via="approved_request",
+            request=f"In_Progress/local/{name}",
+            message=said,
+        )
+    if (vault.root / "Done" / name).is_file():
+        said = "it was already sent; nothing new was sent"
+        return _done_answer(vault, f"Done/{name}", "already_sent", said)
+    if (vault.root / "Failed" / name).is_file():
+        return _failed_answer(vault, f"Failed/{name}")
+    return None
+
+
+def _done_answer(vault: Vault, path: str, status: SendStatus, said: str) -> SendAnswer:
+    meta, result = _stamped(vault, path)
+    dry = bool(meta.get("dry_run"))
+    return SendAnswer(
+        status="dry_run" if dry else status,
+        via="approved_request",
+        request=path,
+        gmail_id=result.get("id"),
+        thread_id=result.get("thread_id"),
+        message_id=result.get("message_id"),
+        message="dry run: nothing was sent" if dry else said,
+    )
+
+
+def _failed_answer(vault: Vault, path: str) -> SendAnswer:
+    meta, _ = _stamped(vault, path)
+    unknown = meta.get("outcome") == "unknown"
+    said = (
+        f"the outcome is unknown: {CHECK_SENT}"
+        if unknown
+        else "not sent; the request is in Failed/ with the reason"
+    )
+    return SendAnswer(
+        status="unknown" if unknown else "failed",
+        via="approved_request",
+        request=path,
+        error=meta.get("error"),
+        message=said,
+    )
+
+
+def _mine(vault: Vault, name: str, request_id: str, paths: Iterable[str]) -> str | None:
+    """The path in ``paths`` that is this request: its name (or a free ``stem_N`` variant of
+    it) and its id."""
     stem, suffix = PurePosixPath(name).stem, PurePosixPath(name).suffix
     renamed = re.compile(rf"{re.escape(stem)}(_\d+)?{re.escape(suffix)}")
-    return next((p for p in paths if renamed.fullmatch(PurePosixPath(p).name)), None)
+    for path in paths:
+        if renamed.fullmatch(PurePosixPath(path).name) and _id(vault, path) == request_id:
+            return path
+    return None
+
+
+def _id(vault: Vault, rel: str) -> str | None:
+    try:
+        return vault.read(rel).meta.id
+    except (TaskFileError, FileNotFoundError, VaultError):
+        return None
 
 
 def _stamped(vault: Vault, rel: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         meta = vault.read(rel).meta.to_frontmatter()
-    except (TaskFileError, FileNotFoundError):
+    except (TaskFileError, FileNotFoundError, VaultError):
         return {}, {}
     result = meta.get("result")
     return meta, result if isinstance(result, dict) else {}

@@ -9,6 +9,7 @@ outside data; every answer that carries it says so.
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
@@ -17,14 +18,21 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from core.actions import SendEmail
-from core.auto_actions import run_auto
+from core.auto_actions import ApprovalNeededError, check_auto, run_auto
 from core.config import Settings
 from core.errors import ExecutorBusyError, UnsafePathError, ZoneError
 from core.executor import Executor
+from core.policy import load_policy
 from core.vault import Vault, open_vault
 from servers.gmail_mcp.gmail import GmailClient
 from servers.gmail_mcp.handler import SendEmailHandler, vault_files
-from servers.gmail_mcp.mail import EmailMessage, clean_line, message_id_for
+from servers.gmail_mcp.mail import (
+    MAX_REFERENCES,
+    EmailMessage,
+    clean_line,
+    message_id_for,
+    message_ids,
+)
 from servers.gmail_mcp.models import (
     Addresses,
     DraftAnswer,
@@ -38,7 +46,7 @@ from servers.gmail_mcp.models import (
     Subject,
     VaultFiles,
 )
-from servers.gmail_mcp.outcomes import approved_answer, auto_answer
+from servers.gmail_mcp.outcomes import approved_answer, auto_answer, whereabouts
 from servers.support import hints, tool_errors
 
 INSTRUCTIONS = (
@@ -114,7 +122,7 @@ def build_server(settings: Settings, client: GmailClient | None = None) -> MCPSe
         """Save a draft in Gmail (nothing is sent). With reply_to it joins that thread with
         In-Reply-To/References, and to/subject default to the sender and 'Re: ...'."""
         with tool_errors():
-            params, refs = _email(gmail, reply_to, to, cc, bcc, subject, attachments)
+            params, refs, _ = _email(gmail, reply_to, to, cc, bcc, subject, attachments)
             files = vault_files(vault(), params.attachments)
             key = _draft_key()
             if dry_run:
@@ -155,11 +163,19 @@ def build_server(settings: Settings, client: GmailClient | None = None) -> MCPSe
                 return _send_approved(approved_request)
             if body is None:
                 raise ToolError("body is missing: give the email's text (or approved_request)")
-            params, refs = _email(gmail, reply_to, to, cc, bcc, subject, attachments)
-            return _send_auto(params, body, refs)
+            params, refs, original = _email(gmail, reply_to, to, cc, bcc, subject, attachments)
+            return _send_auto(params, body, refs, original)
 
-    def _send_auto(params: SendEmail, body: str, refs: list[str]) -> SendAnswer:
+    def _send_auto(
+        params: SendEmail, body: str, refs: list[str], original: EmailMessage | None
+    ) -> SendAnswer:
         v = vault()
+        try:
+            check_auto(v, params, body, load_policy(v.root))  # DENY first, then APPROVE
+        except ApprovalNeededError as exc:
+            raise ToolError(f"{exc} {_params_line(params)}") from None
+        if (why := _not_a_plain_reply(params, original)) is not None:
+            raise ToolError(_needs_approval(why, params))
 
         def perform(key: str) -> dict[str, Any]:
             files = vault_files(v, params.attachments)
@@ -168,14 +184,27 @@ def build_server(settings: Settings, client: GmailClient | None = None) -> MCPSe
         def lookup(key: str) -> dict[str, Any] | None:
             return gmail().find_sent(message_id_for(key))
 
-        outcome = run_auto(
-            v, params, body, zone=zone, dry_run=dry_run, perform=perform, lookup=lookup
-        )
+        try:
+            outcome = run_auto(
+                v, params, body, zone=zone, dry_run=dry_run, perform=perform, lookup=lookup
+            )
+        except ApprovalNeededError as exc:
+            raise ToolError(f"{exc} {_params_line(params)}") from None
         return auto_answer(outcome)
 
     def _send_approved(value: str) -> SendAnswer:
         name = _approved_name(value)
         v = vault()
+        try:
+            request_id = v.read(f"Approved/email/{name}").meta.id
+        except UnsafePathError as exc:
+            if (found := whereabouts(v, name)) is not None:
+                return found
+            raise ToolError(
+                f"{exc.what}; nothing was sent. send_email runs only a request the CEO approved "
+                "in Approved/email/: find it with mcp__vault__list_approvals (state 'approved'), "
+                "or call mcp__vault__request_approval and wait for the CEO"
+            ) from None
         handler = SendEmailHandler(settings, gmail())
         executor = Executor(v, zone=zone, dry_run=dry_run, handlers=[handler])
         try:
@@ -185,13 +214,7 @@ def build_server(settings: Settings, client: GmailClient | None = None) -> MCPSe
                 "the approval watcher is running approved requests right now; call "
                 "mcp__vault__list_approvals with state 'done' in a moment to see the outcome"
             ) from None
-        except UnsafePathError as exc:
-            raise ToolError(
-                f"{exc.what}; nothing was sent. send_email runs only a request the CEO approved "
-                "in Approved/email/: find it with mcp__vault__list_approvals (state 'approved'), "
-                "or call mcp__vault__request_approval and wait for the CEO"
-            ) from None
-        return approved_answer(v, name, report)
+        return approved_answer(v, name, request_id, report)
 
     @mcp.tool(
         title="Mark an email read",
@@ -236,32 +259,66 @@ def _email(
     bcc: list[str] | None,
     subject: str | None,
     attachments: list[str] | None,
-) -> tuple[SendEmail, list[str]]:
-    """The email's parameters and its References; a reply takes its thread from Gmail."""
+) -> tuple[SendEmail, list[str], EmailMessage | None]:
+    """The email's parameters, its References and the message it answers (if any); a reply
+    takes its thread and Message-IDs from Gmail, never from the caller."""
     fields: dict[str, Any] = {"to": to or [], "cc": cc or [], "bcc": bcc or []}
     fields |= {"subject": subject, "attachments": attachments or []}
     refs: list[str] = []
-    if reply_to is not None:
-        original = gmail().get_message(reply_to)
+    original = gmail().get_message(reply_to) if reply_to is not None else None
+    if original is not None:
         if not fields["to"]:
             if not original.sender_address:
                 raise ToolError("the message answered has no usable sender address; give 'to'")
             fields["to"] = [original.sender_address]
         fields["subject"] = subject or _re(original.subject)
         fields["thread_id"] = original.thread_id or None
-        if original.message_id:
-            fields["in_reply_to"] = original.message_id
-            refs = [*original.references, original.message_id]
+        own = message_ids(original.message_id)[:1]
+        if own:
+            fields["in_reply_to"] = own[0]
+            refs = [*message_ids(" ".join(original.references)), *own][-MAX_REFERENCES:]
     if not fields["to"] or not fields["subject"]:
         raise ToolError("give 'to' and 'subject', or reply_to with the id of the message answered")
     try:
-        return SendEmail(**fields), refs
+        return SendEmail(**fields), refs, original
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
         raise ToolError(
             f"the email is not valid ({where}: {problem['msg']}); nothing was done: fix it"
         ) from None
+
+
+def _not_a_plain_reply(params: SendEmail, original: EmailMessage | None) -> str | None:
+    """Why this email is not simply an answer to ``original`` (the only kind the handbook may
+    let go unasked), or None."""
+    if original is None:
+        return "it answers no message (give reply_to)"
+    if {"SENT", "DRAFT"} & set(original.labels):
+        return "the message named in reply_to was not received but written here"
+    participants = {a.lower() for a in [original.sender_address or "", *original.to, *original.cc]}
+    strangers = [a for a in [*params.to, *params.cc] if a.lower() not in participants]
+    if strangers:
+        return f"it goes to {', '.join(strangers)}, who took no part in that message"
+    if params.bcc:
+        return "it has hidden (bcc) recipients"
+    if params.subject != _re(original.subject):
+        return "its subject is not the one of the message answered"
+    if params.attachments:
+        return "it attaches files"
+    return None
+
+
+def _needs_approval(why: str, params: SendEmail) -> str:
+    return (
+        f"this email needs the CEO's approval: {why}; nothing was sent. Call "
+        f"mcp__vault__request_approval and wait for the CEO. {_params_line(params)}"
+    )
+
+
+def _params_line(params: SendEmail) -> str:
+    fields = params.model_dump(mode="json", exclude_defaults=True)
+    return f"The params to use: {json.dumps(fields, ensure_ascii=False)}"
 
 
 def _re(subject: str) -> str:

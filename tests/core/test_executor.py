@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from core.action_handler import ActionHandler, PassReport
 from core.actions import PublishPost, SendEmail
 from core.approvals import approve, create_request, read_request
 from core.audit import AuditLog
 from core.errors import PolicyError, VaultError, ZoneError
-from core.executor import ActionHandler, Executor, PassReport
+from core.executor import Executor
 from core.fsutil import locked
 from core.ledger import ActionLedger
 from core.tasks import iso_utc, new_task_id, utc_now

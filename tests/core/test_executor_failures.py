@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from core import tasks
+from core.action_handler import PassReport
 from core.approvals import read_request
 from core.audit import AuditLog
-from core.executor import PassReport
 from core.fsutil import atomic_write, move_no_replace
 from core.ledger import ActionLedger, ClaimBook, ClaimRecord
 from core.tasks import UNTRUSTED_HEADING, utc_now

@@ -13,8 +13,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from core.action_handler import ActionHandler
 from core.audit import AuditLog
-from core.executor import ActionHandler, Executor
+from core.executor import Executor
 from core.vault import Vault
 from tests.fakes.action_journal import BlindHandler, Journal, RecordingHandler
 

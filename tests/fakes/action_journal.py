@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from core.action_handler import ActionHandler
 from core.approvals import ApprovalRequest
 from core.errors import ActionRefusedError
-from core.executor import ActionHandler
 
 
 class Journal:

@@ -333,8 +333,9 @@ async def test_an_approved_request_is_sent_once(
     (sent,) = gmail.sent
     assert sent["headers"]["To"] == "bob@new.example"
     assert sent["headers"]["Message-ID"] == answer["message_id"]
-    await refused(client, "send_email", {"approved_request": rel}, "does not exist|no approved")
-    assert len(gmail.sent) == 1
+    again = await ok(client, "send_email", {"approved_request": rel})  # never twice
+    assert again["status"] == "already_sent" and again["message_id"] == answer["message_id"]
+    assert len(gmail.sent) == 1 and sends(gmail) == 1
 
 
 @pytest.mark.parametrize(
