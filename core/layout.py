@@ -24,10 +24,12 @@ FOLDERS = (
     "Updates",
     "Signals",
     "Briefings",
+    "Files",
     "Logs",
 )
+ADDED_LATER = ("Files",)  # made when missing, so vaults from earlier versions keep working
 NEEDS_ACTION = "Needs_Action"
-ANY_FILE_FOLDERS = ("Inbox", "Signals")  # drops of any kind, JSON signals
+ANY_FILE_FOLDERS = ("Inbox", "Files", "Signals")  # drops, dropped files taken, JSON signals
 CEO_ONLY = ("Approved", "Rejected")
 DONE = "Done"
 

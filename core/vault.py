@@ -10,7 +10,7 @@ import os
 import stat
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from core.errors import (
 )
 from core.fsutil import atomic_create, locked, move_no_replace
 from core.layout import (
+    ADDED_LATER,
     ANY_FILE_FOLDERS,
     CEO_ONLY,
     FOLDERS,
@@ -113,7 +114,11 @@ class Vault(ClaimMoves):
         return path
 
     def check_layout(self) -> None:
-        """Every layout folder is a real folder: no write can follow a link out of place."""
+        """Every layout folder is a real folder: no write can follow a link out of place.
+        Folders newer than the vault (see ``ADDED_LATER``) are made on first need."""
+        for name in ADDED_LATER:
+            with suppress(FileExistsError):
+                os.mkdir(self.root / name, 0o755)
         for name in FOLDERS:
             self.folder(name)
 

@@ -2,13 +2,16 @@
 
 A daemon supplies one pass (a function that does the work once and raises the product's
 errors on trouble). The loop keeps going after a failed pass, saying why once per new reason,
-and records a heartbeat after every pass so the dashboard can tell alive from stuck.
+and records a heartbeat after every pass so the dashboard can tell alive from stuck. A daemon
+woken by events (a file watcher) passes a ``wake`` event: setting it starts the next pass
+before the interval is up.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 
 from core.errors import AIEmployeeError
@@ -16,6 +19,7 @@ from core.heartbeat import beat
 from core.vault import Vault
 
 Pass = Callable[[], None]
+WAKE_SLICE = 0.2  # seconds: how late a stop may be noticed while waiting on a wake event
 
 
 def run_loop(
@@ -27,8 +31,10 @@ def run_loop(
     once: bool,
     interval: float,
     stop: threading.Event | None = None,
+    wake: threading.Event | None = None,
 ) -> int:
-    """Run ``one_pass`` once (exit code 0 or 1) or every ``interval`` seconds until stopped."""
+    """Run ``one_pass`` once (exit code 0 or 1) or every ``interval`` seconds until stopped;
+    with ``wake``, also as soon as it is set (it is cleared before the pass it starts)."""
     stop = stop or stop_on_signals(once)
     said = ""
     while True:
@@ -39,7 +45,7 @@ def run_loop(
         _beat(vault, name, zone=zone, ok=ok, interval=0 if once else interval, detail=detail)
         if once:
             return 0 if ok else 1
-        if stop.wait(interval):
+        if _wait(stop, wake, interval):
             print(f"{name}: stopped", flush=True)
             return 0
 
@@ -52,6 +58,21 @@ def stop_on_signals(once: bool) -> threading.Event:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     return stop
+
+
+def _wait(stop: threading.Event, wake: threading.Event | None, interval: float) -> bool:
+    """Wait up to ``interval`` or until woken; True once stopped."""
+    if wake is None:
+        return stop.wait(interval)
+    deadline = time.monotonic() + interval
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        if wake.wait(min(left, WAKE_SLICE)):
+            wake.clear()
+            break
+    return stop.is_set()
 
 
 def _attempt(one_pass: Pass) -> tuple[bool, str]:

@@ -56,11 +56,13 @@ def test_any_linked_folder_stops_a_claim(vault: Vault, tmp_path: Path) -> None:
     assert (vault.root / "Needs_Action/TASK_1.md").exists()
 
 
-def test_signals_and_inbox_list_every_file(vault: Vault) -> None:
+def test_signals_inbox_and_files_list_every_file(vault: Vault) -> None:
     (vault.root / "Signals" / "new_draft_1.json").write_text(json.dumps({"draft": 1}))
     (vault.root / "Inbox" / "receipt.pdf").write_bytes(b"%PDF-1.4")
+    (vault.root / "Files" / "photo.jpg").write_bytes(b"\xff\xd8\xff")
     assert [e.name for e in vault.list_tasks("Signals")] == ["new_draft_1.json"]
     assert vault.count("Inbox") == 1
+    assert [e.name for e in vault.list_tasks("Files")] == ["photo.jpg"]
     (vault.root / "Plans" / "notes.txt").write_text("not a task")
     assert vault.count("Plans") == 0
 
@@ -73,3 +75,12 @@ def test_the_dashboard_still_shows_a_broken_audit_trail(vault: Vault) -> None:
     with pytest.raises(AuditError):
         update_dashboard(vault, zone="local", dry_run=True, notes="")
     assert "The audit trail needs attention" in (vault.root / "Dashboard.md").read_text()
+
+
+def test_a_vault_from_before_files_gets_the_folder_on_first_write(tmp_path: Path) -> None:
+    """Vaults made before Files/ existed keep working: the folder is made when first needed."""
+    root = Path(init_vault(tmp_path / "vault").vault)
+    shutil.rmtree(root / "Files")
+    vault = Vault(root, audit=AuditLog(root, "local"), actor="test")
+    vault.create("Needs_Action", "TASK_1.md", make_meta("task"))
+    assert (root / "Files").is_dir() and not (root / "Files").is_symlink()
