@@ -1,4 +1,12 @@
-"""A snapshot of the vault for people and scripts: counts, waiting approvals, claims, health."""
+"""A snapshot of the vault for people and scripts: counts, waiting work, approvals, claims,
+recent actions, failures and health. ``ai-employee status`` and ``Dashboard.md`` both show
+this one data pass.
+
+Counts come from directory entries; only the few files shown (the oldest waiting tasks,
+the newest failures, approvals and claims) are opened, so a vault of 100,000 files is
+summed up in well under a second. Everything time-dependent is measured against one
+``now``, so the same vault and the same clock give the same snapshot.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,32 @@ from core.approvals import expires_at
 from core.audit import AuditEntry, AuditLog
 from core.config import ZONES
 from core.errors import AuditError, TaskFileError
-from core.layout import APPROVAL_KINDS, FOLDERS
+from core.layout import APPROVAL_KINDS, FOLDERS, NEEDS_ACTION
 from core.resilience import BreakerSnapshot, breaker_snapshots
+from core.status_parts import (
+    DaemonHealth,
+    FailedItem,
+    RecentAction,
+    WaitingTask,
+    daemon_health,
+    failures,
+    recent_actions,
+    waiting_tasks,
+)
 from core.vault import Vault
+
+__all__ = [
+    "Claim",
+    "DaemonHealth",
+    "FailedItem",
+    "PendingApproval",
+    "RecentAction",
+    "VaultStatus",
+    "WaitingTask",
+    "vault_status",
+]
+
+SHOWN = 10  # oldest waiting tasks, newest failures and recent actions shown
 
 
 class PendingApproval(BaseModel):
@@ -45,6 +76,12 @@ class VaultStatus(BaseModel):
     breakers: list[BreakerSnapshot]
     last_audit: AuditEntry | None
     audit_problem: str | None
+    # Added with the dashboard; the keys above keep their meaning.
+    generated_at: datetime
+    waiting_tasks: list[WaitingTask]
+    recent_actions: list[RecentAction]
+    failures: list[FailedItem]
+    daemons: list[DaemonHealth]
 
 
 def _extra(meta: tasks.TaskMeta, key: str) -> Any:
@@ -63,8 +100,10 @@ def _metas(
                 unreadable[entry.rel] = str(exc)
 
 
-def _pending(vault: Vault, unreadable: dict[str, str]) -> list[PendingApproval]:
-    now = tasks.utc_now()
+def pending_approvals(
+    vault: Vault, unreadable: dict[str, str], now: datetime
+) -> list[PendingApproval]:
+    """Every request waiting in Pending_Approval/, oldest first, with the hours it has left."""
     found: list[PendingApproval] = []
     folders = [f"Pending_Approval/{kind}" for kind in APPROVAL_KINDS]
     for rel, meta in _metas(vault, folders, unreadable):
@@ -77,14 +116,14 @@ def _pending(vault: Vault, unreadable: dict[str, str]) -> list[PendingApproval]:
                 action=str(action) if action else None,
                 created=meta.created,
                 expires=expires,
-                hours_left=round(left, 2) if left is not None else None,
+                hours_left=round(left, 2),
             )
         )
-    return sorted(found, key=lambda p: p.created)
+    return sorted(found, key=lambda p: (p.created, p.file))
 
 
-def _claims(vault: Vault, unreadable: dict[str, str]) -> list[Claim]:
-    now = tasks.utc_now()
+def claims(vault: Vault, unreadable: dict[str, str], now: datetime) -> list[Claim]:
+    """Every task in In_Progress/, with how long ago it was claimed."""
     found: list[Claim] = []
     for rel, meta in _metas(vault, [f"In_Progress/{zone}" for zone in ZONES], unreadable):
         age = (now - meta.claimed_at).total_seconds() / 60 if meta.claimed_at else None
@@ -99,16 +138,25 @@ def _claims(vault: Vault, unreadable: dict[str, str]) -> list[Claim]:
     return found
 
 
-def vault_status(vault: Vault, *, zone: str, dry_run: bool) -> VaultStatus:
-    """Gather the status; unreadable files are reported, never fatal."""
-    unreadable: dict[str, str] = {}
-    pending = _pending(vault, unreadable)
-    last: AuditEntry | None = None
-    problem: str | None = None
+def _audit(vault: Vault, zone: str) -> tuple[AuditEntry | None, list[RecentAction], str | None]:
+    log = AuditLog(vault.root, zone)
     try:
-        last = AuditLog(vault.root, zone).last()
+        return log.last(), recent_actions(log, SHOWN), None
     except AuditError as exc:
-        problem = str(exc)
+        return None, [], str(exc)
+
+
+def vault_status(
+    vault: Vault, *, zone: str, dry_run: bool, now: datetime | None = None
+) -> VaultStatus:
+    """Gather the status as of ``now`` (default: the clock); unreadable files are reported,
+    never fatal."""
+    now = now or tasks.utc_now()
+    unreadable: dict[str, str] = {}
+    pending = pending_approvals(vault, unreadable, now)
+    claimed = claims(vault, unreadable, now)
+    waiting = waiting_tasks(vault, NEEDS_ACTION, SHOWN, now, unreadable)
+    last, actions, problem = _audit(vault, zone)
     return VaultStatus(
         vault=str(vault.root),
         zone=zone,
@@ -116,9 +164,14 @@ def vault_status(vault: Vault, *, zone: str, dry_run: bool) -> VaultStatus:
         counts={folder: vault.count(folder) for folder in FOLDERS if folder != "Logs"},
         pending_approvals=pending,
         oldest_pending_approval=pending[0] if pending else None,
-        claimed=_claims(vault, unreadable),
+        claimed=claimed,
         unreadable=unreadable,
-        breakers=breaker_snapshots(vault.state_dir),
+        breakers=breaker_snapshots(vault.state_dir, clock=now.timestamp),
         last_audit=last,
         audit_problem=problem,
+        generated_at=now,
+        waiting_tasks=waiting,
+        recent_actions=actions,
+        failures=failures(vault, SHOWN),
+        daemons=daemon_health(vault.state_dir, now),
     )
