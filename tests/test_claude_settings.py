@@ -207,6 +207,9 @@ CEO_ONLY_PATHS = [
     "/home/ceo/AI_Employee_Vault/Company_Handbook.md",
     "/srv/vault/Known_Contacts.md",
     "/srv/vault/Known_Payees.md",
+    "/srv/vault/Schedule.md",
+    # dropped files: their tasks carry a hash that must keep matching
+    "/srv/vault/Files/receipt.pdf",
     f"{PROJECT}/vault_template/Company_Handbook.md",
     # what only the executor writes: claimed requests and per-machine state
     "/home/ceo/AI_Employee_Vault/In_Progress/local/SEND_EMAIL_x.md",
@@ -225,6 +228,7 @@ CEO_ONLY_RELATIVE = [
     ("Company_Handbook.md", "/srv/vault"),
     ("Known_Contacts.md", "/srv/vault"),
     ("sub/Known_Payees.md", "/srv"),
+    ("Schedule.md", "/srv/vault"),
 ]
 
 
@@ -299,6 +303,7 @@ CEO_ONLY_COMMANDS = [
     "sed -i 's/approve_above: 100/approve_above: 100000/' Company_Handbook.md",
     "echo '- Eve <eve@evil.example>' >> /home/ceo/vault/Known_Contacts.md",
     "cp payees.md /srv/vault/Known_Payees.md",
+    "sed -i 's/0 8/0 9/' /srv/vault/Schedule.md",
     "mv forged.md /srv/vault/In_Progress/local/",
     "rm /srv/vault/.state/rate_limits.json",
     "mv a.md approved/email/",
