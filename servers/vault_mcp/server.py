@@ -7,7 +7,7 @@ every change is audited, no tool writes into ``Approved/`` or ``Rejected/``, and
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -171,11 +171,16 @@ def build_server(settings: Settings) -> MCPServer:
         task: Annotated[
             str | None, Field(pattern=ID_PATTERN, description="id of the task it plans")
         ] = None,
+        kind: Annotated[
+            Literal["plan", "weekly_audit"],
+            Field(description="weekly_audit: the week's audit report, Weekly_Audit_<date>.md"),
+        ] = "plan",
     ) -> WrittenTask:
         """Write a new plan to Plans/ (a new file each time)."""
         with tool_errors():
-            meta = _meta("plan", title, "normal", task=task)
-            stem = f"PLAN_{slug(title)}_{tasks.utc_now():%Y-%m-%d}"
+            meta = _meta("audit" if kind == "weekly_audit" else "plan", title, "normal", task=task)
+            day = f"{tasks.utc_now():%Y-%m-%d}"
+            stem = f"Weekly_Audit_{day}" if kind == "weekly_audit" else f"PLAN_{slug(title)}_{day}"
             path = vault().create_unique("Plans", stem, meta, body)
             return WrittenTask(path=f"Plans/{path.name}", id=meta.id)
 

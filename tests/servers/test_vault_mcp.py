@@ -251,6 +251,18 @@ async def test_write_plan_makes_a_new_file_each_time(client: Client, vault_root:
         assert (meta["type"], meta["task"], meta["source"]) == ("plan", "EMAIL_1", "claude")
 
 
+async def test_write_plan_writes_the_weekly_audit_by_its_design_name(
+    client: Client, vault_root: Path
+) -> None:
+    args = {"title": "Weekly audit 2026-11-27", "body": "## Period", "kind": "weekly_audit"}
+    first, second = [await ok(client, "write_plan", args) for _ in range(2)]
+    day = tasks.utc_now().strftime("%Y-%m-%d")
+    assert first["path"] == f"Plans/Weekly_Audit_{day}.md"
+    assert second["path"] == f"Plans/Weekly_Audit_{day}_2.md"
+    assert fm(vault_root / first["path"])["type"] == "audit"
+    await refused(client, "write_plan", {**args, "kind": "../x"}, "kind")
+
+
 # -- claim / release / complete -------------------------------------------------------------
 async def test_claim_release_complete_lifecycle(client: Client, vault_root: Path) -> None:
     name = (await ok(client, "create_task", {"title": "Lifecycle"}))["path"].split("/")[1]
