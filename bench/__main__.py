@@ -12,6 +12,8 @@ SUITES = (
     ("Audit trail", "bench.bench_audit"),
     ("MCP servers", "bench.bench_servers"),
     ("Gmail watcher", "bench.bench_gmail"),
+    ("Dashboard", "bench.bench_dashboard"),
+    ("Inbox watcher", "bench.bench_inbox"),
 )
 
 

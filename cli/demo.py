@@ -1,7 +1,7 @@
 """``ai-employee demo``: the main job, once, on a throwaway vault, step by step.
 
-With ``--gmail URL`` (a local Gmail stand-in; ``make demo`` starts one) the demo runs the mail
-path instead, live against the stand-in: see :mod:`cli.demo_mail`.
+With ``--gmail URL`` (a local Gmail stand-in; ``make demo`` starts one) the demo runs the whole
+path instead, a dry run unless ``--live``: see :mod:`cli.demo_mail`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cli.commands import print_status
 from core.actions import RegisterPayment, SendEmail
 from core.approvals import approve, create_request
 from core.audit import AuditLog
-from core.errors import AlreadyClaimedError, PolicyDeniedError
+from core.errors import AlreadyClaimedError, ConfigError, PolicyDeniedError
 from core.executor import Executor
 from core.policy import load_policy
 from core.status import vault_status
@@ -93,6 +93,8 @@ def _propose(vault: Vault) -> Path:
 def cmd_demo(args: argparse.Namespace) -> int:
     if getattr(args, "gmail", None) is not None:
         return demo_mail.cmd_demo_mail(args)
+    if getattr(args, "live", False):
+        raise ConfigError("--live needs --gmail URL", "run `make demo`, which starts a stand-in")
     root = args.vault or Path(tempfile.mkdtemp(prefix="ai-employee-demo-")) / "vault"
     _step(1, f"Create a throwaway vault at {root}")
     init_vault(root)

@@ -1,10 +1,14 @@
-"""``ai-employee demo --gmail URL``: the mail path, live, against a Gmail stand-in on this machine.
+"""``ai-employee demo --gmail URL [--live]``: the whole path on a throwaway vault, against a
+Gmail stand-in on this machine.
 
-Mail arrives -> a task in ``Needs_Action/`` -> a reply is drafted -> the CEO approves -> it is
-sent exactly once -> ``Done/``. The product's own parts do every step: the Gmail watcher, the
-vault, the handbook, ``core.approvals`` and the approval executor with its ``send_email``
-handler. The URL must be loopback http, so the demo never touches a real mailbox; it runs on a
-throwaway vault and a throwaway secrets folder, and reads none of the user's settings.
+Mail arrives -> tasks in ``Needs_Action/`` (a hostile email stays only a task) -> a file
+dropped in ``Inbox/`` becomes a task -> a scheduler pass -> a template reply is put up for
+approval -> the CEO approves -> the executor runs it once -> ``Done/`` -> ``Dashboard.md`` and
+the audit trail. The product's own parts do every step, each daemon through its real one-pass
+entry point (:mod:`cli.demo_steps`). By default the executor runs with ``DRY_RUN=true``: it
+does everything but the send, and the stand-in's Sent folder stays empty. ``--live`` sends the
+reply to the stand-in, exactly once. The URL must be loopback http, so the demo never touches a
+real mailbox; it makes its own vault and secrets folder and reads none of the user's settings.
 """
 
 from __future__ import annotations
@@ -15,30 +19,26 @@ import secrets
 import tempfile
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from core.action_handler import PassReport
+from cli import demo_steps
+from cli.demo_steps import daemon_pass, fields, names
 from core.actions import RegisterPayment, SendEmail
 from core.approvals import approve, create_request
-from core.audit import AuditLog
 from core.config import Settings
 from core.errors import AlreadyClaimedError, ConfigError
-from core.executor import Executor
 from core.fsutil import atomic_write
 from core.policy import load_policy
 from core.status import vault_status
 from core.tasks import UNTRUSTED_HEADING, read_task_file
 from core.vault import Vault, open_vault
 from core.vault_init import init_vault
-from daemons.approval_watcher import available_handlers
-from daemons.gmail_watcher import ACTOR as WATCHER
-from daemons.gmail_watcher import GmailWatcher
+from daemons import approval_watcher, gmail_watcher
 from servers.gmail_mcp.auth import SCOPES, token_path
 from servers.gmail_mcp.gmail import GmailClient
 from servers.gmail_mcp.mail import EmailMessage, clean_line
 
-STEPS = 9
+STEPS = 13
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Who wrote what in the stand-in's seeded mailbox (tests/fakes/gmail_demo.py).
 CUSTOMER = "ana@client.example"
@@ -49,19 +49,12 @@ REPLY_TEMPLATE = (
     "We have it, and you will have what you asked for shortly.\n\n"
     "Best regards,\nThe team"
 )
+# Where a request may be on its way; a pass that changes none of them did nothing.
+REQUEST_FOLDERS = ("Approved", "In_Progress", "Done", "Failed", "Rejected")
 
 
 def _step(number: int, text: str) -> None:
     print(f"\n[{number}/{STEPS}] {text}", flush=True)
-
-
-def _say(line: str) -> None:
-    print(f"  {WATCHER}: {line}", flush=True)
-
-
-def _fields(path: Path) -> dict[str, Any]:
-    """A task file's fields beyond the common ones (an email's sender, a request's result)."""
-    return dict(read_task_file(path).meta.model_extra or {})
 
 
 def loopback_url(raw: str) -> str:
@@ -105,9 +98,10 @@ def _write_demo_token(settings: Settings, url: str) -> Path:
     return path
 
 
-def demo_settings(root: Path, url: str) -> Settings:
+def demo_settings(root: Path, url: str, *, live: bool = False) -> Settings:
     """Settings built here, never from the environment or a .env file: a throwaway vault, a
-    throwaway SECRETS_DIR next to it, the stand-in's URL, the local zone, live."""
+    throwaway SECRETS_DIR next to it, the stand-in's URL, the local zone, a dry run unless
+    ``live``."""
     secrets_dir = root.parent / f"{root.name}-secrets"
     _fresh_folder(root, "vault folder")
     if secrets_dir.exists():
@@ -122,7 +116,7 @@ def demo_settings(root: Path, url: str) -> Settings:
         secrets_dir=secrets_dir,
         gmail_api_endpoint=url,
         zone="local",
-        dry_run=False,
+        dry_run=not live,
     )
 
 
@@ -150,22 +144,38 @@ class MailDemo:
             "run the demo through `make demo`, which starts a seeded stand-in",
         )
 
-    # -- the steps ------------------------------------------------------------------------
-    def watch(self) -> None:
-        watcher = GmailWatcher(
-            self.vault(WATCHER), self.client, query=self.settings.gmail_watch_query, say=_say
+    def _request_files(self) -> list[str]:
+        return sorted(
+            str(path.relative_to(self.root))
+            for folder in REQUEST_FOLDERS
+            for path in (self.root / folder).rglob("*.md")
         )
-        made = watcher.poll()
-        inbox = self.count("in:inbox")
-        print(f"  the inbox holds {inbox} emails; {len(made)} match {watcher.query!r}:")
-        for name in sorted(made):
-            fields = _fields(self.root / "Needs_Action" / name)
-            self.emails[name] = self.client.get_message(str(fields["gmail_id"]))
-            sender = clean_line(str(fields.get("from", "")), 60)
-            subject = clean_line(str(fields.get("subject", "")), 60)
-            print(f"  Needs_Action/{name}  from {sender}: {subject}")
 
-    def hostile(self) -> None:
+    def _executor_pass(self) -> bool:
+        return daemon_pass(
+            "ai-employee run approval_watcher --once",
+            lambda: approval_watcher.run(self.settings, once=True),
+        )
+
+    # -- the steps ------------------------------------------------------------------------
+    def watch(self) -> bool:
+        before = names(self.root / "Needs_Action", "EMAIL_*.md")
+        ok = daemon_pass(
+            "ai-employee run gmail_watcher --once",
+            lambda: gmail_watcher.run(self.settings, once=True, client=self.client),
+        )
+        made = sorted(names(self.root / "Needs_Action", "EMAIL_*.md") - before)
+        inbox, query = self.count("in:inbox"), self.settings.gmail_watch_query
+        print(f"  the inbox holds {inbox} emails; {len(made)} match {query!r} and are now tasks:")
+        for name in made:
+            task = fields(self.root / "Needs_Action" / name)
+            self.emails[name] = self.client.get_message(str(task["gmail_id"]))
+            sender = clean_line(str(task.get("from", "")), 60)
+            subject = clean_line(str(task.get("subject", "")), 60)
+            print(f"  Needs_Action/{name}  from {sender}: {subject}")
+        return ok and bool(made)
+
+    def hostile(self) -> bool:
         name = self._task_from(HOSTILE)
         doc = read_task_file(self.root / "Needs_Action" / name)
         trusted, _, untrusted = doc.body.partition(UNTRUSTED_HEADING)
@@ -180,6 +190,7 @@ class MailDemo:
         wire = RegisterPayment(amount="9800", currency="EUR", payee="the IBAN in the email")
         decision = load_policy(self.root).decide(wire.model_copy(update={"payment_kind": "wire"}))
         print(f"  had anyone asked, the handbook says {decision.level.value} ({decision.rule})")
+        return kept and not (pending or sent or drafts)
 
     def claim(self) -> str:
         name = self._task_from(CUSTOMER)
@@ -205,12 +216,15 @@ class MailDemo:
         )
         print("  the reply (a fixed template, no model):")
         print("".join(f"    | {line}\n" for line in body.splitlines()), end="")
-        saved = self.client.create_draft(
-            reply, body, f"draft-{name[:-3]}", references=message.references
-        )
-        print(f"  Gmail draft {saved['draft_id']} in thread {saved['thread_id']}, ", end="")
-        print(f"In-Reply-To {message.message_id}")
-        print("  (the draft is for the CEO to see in Gmail; what is approved is what gets sent)")
+        if self.settings.dry_run:
+            print("  DRY RUN: no Gmail draft is saved (--live saves one in the customer's thread)")
+        else:
+            saved = self.client.create_draft(
+                reply, body, f"draft-{name[:-3]}", references=message.references
+            )
+            print(f"  Gmail draft {saved['draft_id']} in thread {saved['thread_id']}, ", end="")
+            print(f"In-Reply-To {message.message_id}")
+            print("  (the draft is for the CEO to see in Gmail; what is approved is what is sent)")
         vault = self.vault("local-agent")
         policy = load_policy(self.root)
         decision = policy.decide(reply, body)
@@ -223,87 +237,113 @@ class MailDemo:
     def ceo(self, request: Path) -> Path:
         rel = str(request.relative_to(self.root))
         approved = approve(self.vault("ceo"), rel)
-        print(f"  {rel} -> {approved.relative_to(self.root)}")
+        print(f"  the CEO: {rel} -> {approved.relative_to(self.root)}")
         print("  (in real life the CEO drags the file from Pending_Approval/email/ to")
         print("   Approved/email/ in Obsidian, or runs `ai-employee approve FILE`)")
         return approved
 
-    def execute(self) -> PassReport:
-        executor = Executor(
-            self.vault("approval_watcher"),
-            zone=self.settings.zone,
-            dry_run=self.settings.dry_run,
-            handlers=available_handlers(self.settings),
-        )
-        report = executor.run_once()
-        for label, files in (("sent", report.done), ("failed", report.failed)):
-            for file in files:
-                print(f"  {label}: {file}")
-        for file, why in report.waiting.items():
-            print(f"  waiting: {file}: {why}")
-        return report
-
-    def sent_once(self, report: PassReport) -> bool:
-        if not report.done:
-            print("  NOTHING WAS SENT")
+    def execute(self) -> bool:
+        before = names(self.root / "Done", "SEND_EMAIL_*.md")
+        ok = self._executor_pass()
+        done = sorted(names(self.root / "Done", "SEND_EMAIL_*.md") - before)
+        if not (ok and len(done) == 1):
+            print("  THE REQUEST DID NOT RUN")
             return False
-        result = _fields(self.root / report.done[0])["result"]
+        request = fields(self.root / "Done" / done[0])
+        outcome, dry_run, result = request["outcome"], request["dry_run"], request["result"]
+        print(f"  Done/{done[0]}: outcome {outcome}, dry_run {str(dry_run).lower()}")
         sent = self.count("in:sent")
-        print(f"  the stand-in's Sent folder: {sent} message{'s' if sent != 1 else ''}")
+        plural = "s" if sent != 1 else ""
+        if dry_run:
+            print(f"  it says what it would have done: {result['would']}")
+            print(f"  the stand-in's Sent folder: {sent} message{plural}: DRY RUN, nothing sent")
+            print("  (run with --live to send it to the stand-in; DRY_RUN=false sends for real)")
+            return outcome == "done" and sent == 0
+        print(f"  the stand-in's Sent folder: {sent} message{plural}")
         print(f"  Message-ID {result['message_id']}")
         print(f"  in the customer's thread {result['thread_id']}, as a reply to their email")
-        return sent == 1
+        return outcome == "done" and sent == 1
 
     def again(self) -> bool:
-        report = self.execute()
+        before, sent_before = self._request_files(), self.count("in:sent")
+        ok = self._executor_pass()
+        nothing = self._request_files() == before
         sent = self.count("in:sent")
-        nothing = not (report.done or report.failed or report.waiting)
         print(f"  {'nothing to do' if nothing else 'UNEXPECTED WORK'}; Sent still holds {sent}")
-        return nothing and sent == 1
+        return ok and nothing and sent == sent_before
 
     def finish(self, name: str) -> bool:
-        done = self.vault("local-agent").complete(name, "local", summary="Replied (approved)")
+        summary = "Reply approved; run as a dry run, so not sent"
+        if not self.settings.dry_run:
+            summary = "Replied (approved)"
+        done = self.vault("local-agent").complete(name, "local", summary=summary)
         print(f"  {done.relative_to(self.root)}")
         vault = self.vault("demo")
         status = vault_status(vault, zone=self.settings.zone, dry_run=self.settings.dry_run)
         files = ", ".join(f"{folder} {count}" for folder, count in status.counts.items() if count)
         waiting, claimed = len(status.pending_approvals), len(status.claimed)
         print(f"  status: {files}; {waiting} waiting for approval, {claimed} claimed")
-        report = AuditLog(self.root, self.settings.zone).verify()
-        verdict = "verifies" if report.ok else f"DOES NOT VERIFY: {report.problem}"
-        print(f"  audit trail: {report.entries} entries, hash chain {verdict}")
-        return report.ok
+        return not (waiting or claimed)
+
+
+def _setup(settings: Settings, url: str) -> None:
+    root = settings.vault_path
+    init_vault(root)
+    open_vault(settings, actor="demo").record("vault", "init", ".")
+    print(f"  vault: {root}")
+    print(f"  a made-up Gmail token (mode 0600): {_write_demo_token(settings, url)}")
+    print(f"  Gmail: the stand-in at {url}; nothing leaves this machine")
+    if settings.dry_run:
+        print("  the demo runs as a DRY RUN (DRY_RUN=true, ZONE=local): the executor does")
+        print("  everything but the send, and the stand-in's Sent folder stays empty")
+    else:
+        print("  the demo runs LIVE (DRY_RUN=false, ZONE=local): the approved reply is")
+        print("  sent to the stand-in, once")
+
+
+def run_demo(settings: Settings, url: str) -> bool:
+    """Every step in order; True if each one did what it should."""
+    _step(1, "A throwaway vault, a throwaway secrets folder, and a Gmail on this machine")
+    _setup(settings, url)
+    demo = MailDemo(settings)
+    _step(2, "Mail arrives: one pass of the Gmail watcher turns new mail into tasks")
+    ok = demo.watch()
+    _step(3, "The hostile email is only a task: its text is data, and nothing acted on it")
+    ok = demo.hostile() and ok
+    _step(4, "A file arrives: one pass of the inbox watcher files a dropped receipt as a task")
+    ok = demo_steps.file_drop(settings) and ok
+    _step(5, "The schedule: one pass of the scheduler, and what it will create when")
+    ok = demo_steps.schedule(settings) and ok
+    _step(6, "The local zone claims the customer's email; a second claim is refused")
+    name = demo.claim()
+    _step(7, "A reply is drafted from a template (no model) and put up for the CEO's approval")
+    request = demo.draft(name)
+    _step(8, "The CEO's move: approve the request")
+    demo.ceo(request)
+    how = "sends it, live, to the local stand-in" if not settings.dry_run else "runs it (DRY RUN)"
+    _step(9, f"One pass of the approval watcher {how}")
+    ok = demo.execute() and ok
+    _step(10, "A second pass does nothing: an approval runs exactly once")
+    ok = demo.again() and ok
+    _step(11, "The customer's task moves to Done/")
+    ok = demo.finish(name) and ok
+    _step(12, "The dashboard: Dashboard.md rewritten from the vault (the local zone's job)")
+    ok = demo_steps.dashboard(settings) and ok
+    _step(13, "The audit trail: every change counted, and its hash chain checked")
+    return demo_steps.audit_summary(settings) and ok
 
 
 def cmd_demo_mail(args: argparse.Namespace) -> int:
     url = loopback_url(args.gmail)
     base = args.vault or Path(tempfile.mkdtemp(prefix="ai-employee-demo-")) / "vault"
     root = Path(base).expanduser().absolute()
-    settings = demo_settings(root, url)
-    _step(1, "A throwaway vault, a throwaway secrets folder, and a Gmail on this machine")
-    init_vault(root)
-    open_vault(settings, actor="demo").record("vault", "init", ".")
-    print(f"  vault: {root}")
-    print(f"  a made-up Gmail token (mode 0600): {_write_demo_token(settings, url)}")
-    print(f"  Gmail: the stand-in at {url}; the demo runs LIVE (DRY_RUN=false, ZONE=local),")
-    print("  and nothing leaves this machine")
-    demo = MailDemo(settings)
-    _step(2, "Mail arrives: one pass of the Gmail watcher turns new mail into tasks")
-    demo.watch()
-    _step(3, "The hostile email is only a task: its text is data, and nothing acted on it")
-    demo.hostile()
-    _step(4, "The local zone claims the customer's email; a second claim is refused")
-    name = demo.claim()
-    _step(5, "A reply is drafted from a template, saved as a Gmail draft, and put up for approval")
-    request = demo.draft(name)
-    _step(6, "The CEO's move: approve the request")
-    demo.ceo(request)
-    _step(7, "One approval-watcher pass sends it (live, to the local stand-in)")
-    ok = demo.sent_once(demo.execute())
-    _step(8, "A second pass sends nothing: exactly once")
-    ok = demo.again() and ok
-    _step(9, "The task moves to Done/, and the audit trail's hash chain is checked")
-    ok = demo.finish(name) and ok
-    print(f"\nThe demo vault is at {root}: open it in Obsidian to look around.")
-    print(f"Its made-up token is in {settings.secrets_dir}; delete both folders when done.")
+    settings = demo_settings(root, url, live=bool(getattr(args, "live", False)))
+    ok = False
+    try:
+        ok = run_demo(settings, url)
+    finally:
+        print(f"\nThe demo vault is at {root}: open it in Obsidian to look around.")
+        print(f"Its made-up token is in {settings.secrets_dir}; delete both folders when done.")
+    if not ok:
+        print("THE DEMO FOUND A PROBLEM: see the step that says so above.")
     return 0 if ok else 1

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cli import auth, commands, demo, doctor
+from cli import auth, briefing, commands, demo, doctor, ralph
 from core.errors import AIEmployeeError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="run the mail path instead, live against a Gmail stand-in at this loopback URL "
         "(make demo starts one)",
     )
+    demo_cmd.add_argument(
+        "--live",
+        action="store_true",
+        help="send for real to the stand-in instead of a dry run",
+    )
     demo_cmd.set_defaults(handler=demo.cmd_demo)
 
     auth_cmd = sub.add_parser("auth", help="sign in to a service (token kept in SECRETS_DIR)")
@@ -83,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
         f"with --console: {auth.CONSOLE_PORT})",
     )
     auth_cmd.set_defaults(handler=auth.cmd_auth)
+    briefing_cmd = sub.add_parser("briefing", help="write the Monday CEO briefing's data pass")
+    briefing_cmd.add_argument(
+        "--date", type=briefing.date_arg, help="the briefing's date, YYYY-MM-DD (default: today)"
+    )
+    briefing_cmd.set_defaults(handler=briefing.cmd_briefing)
+
+    ralph_cmd = sub.add_parser("ralph", help="keep Claude Code working until a task is done")
+    ralph_sub = ralph_cmd.add_subparsers(dest="ralph_command", required=True, metavar="ACTION")
+    start = ralph_sub.add_parser("start", help="start a loop on one task")
+    start.add_argument("prompt", help="what Claude Code is asked to do, again at each stop")
+    start.add_argument("--task", required=True, help="the task file; the loop ends in Done/")
+    start.add_argument(
+        "--max-iterations", type=int, default=ralph.DEFAULT_MAX_ITERATIONS, help="at most"
+    )
+    start.add_argument("--promise", help="a phrase that ends the loop when Claude says it")
+    ralph_sub.add_parser("status", help="the loop's state")
+    ralph_sub.add_parser("cancel", help="end the loop now")
+    ralph_cmd.set_defaults(handler=ralph.cmd_ralph)
     return parser
 
 

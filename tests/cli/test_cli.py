@@ -54,7 +54,7 @@ def test_status_json_is_stable(vault_dir: Path) -> None:
     proc = run("status", "--json", vault=vault_dir)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert set(data) == {
+    assert set(data) == {  # keys are only ever added, never renamed or dropped
         "vault",
         "zone",
         "dry_run",
@@ -66,6 +66,11 @@ def test_status_json_is_stable(vault_dir: Path) -> None:
         "breakers",
         "last_audit",
         "audit_problem",
+        "generated_at",
+        "waiting_tasks",
+        "recent_actions",
+        "failures",
+        "daemons",
     }
     assert data["counts"]["Needs_Action"] == 1
     assert data["zone"] == "local" and data["dry_run"] is True
