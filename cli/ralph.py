@@ -285,6 +285,9 @@ def _where(fmt: ModuleType, state: LoopState) -> str:
     done = fmt.finished_as(state)
     if done is not None:
         return f"{done} (the loop ends at the next stop)"
+    lost = fmt.out_of_reach(state)
+    if lost is not None:
+        return f"{lost}: it can no longer reach Done/ (the loop ends at the next stop)"
     return str(fmt.pending_path(Path(state.vault), state.task_file) or "not found in the vault")
 
 

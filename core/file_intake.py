@@ -6,6 +6,7 @@ One drop at a time, under a lock (two watchers on one vault take turns), in this
 2. write the intent (the whole :class:`~core.file_drops.Drop`, with its name in ``Files/``)
    to ``.state/file_drops/intent.json``;
 3. move it into ``Files/`` with ``move_no_replace`` (a taken name gets ``_2``, ``_3``...);
+   a link, folder or FIFO swapped in for it meanwhile goes back to ``Inbox/``, refused;
 4. write ``Needs_Action/FILE_<stem>_<sha8>.md``; audit; index its sha256 in
    ``.state/file_drops/taken/``; remove the intent.
 
@@ -15,24 +16,22 @@ drop's own) or, unchanged, still in ``Inbox/`` (move it, then finish). Anything 
 file changed or is gone) lets the intent go and the drop is looked at afresh. So a restart
 never loses a drop and never writes a second task for it.
 
-A drop with the same sha256 as an earlier one whose copy is still in ``Files/`` is a
-duplicate: it is moved to ``Files/`` all the same (nothing dropped is ever deleted), audited
-with the file it repeats, and gets no task, so the same invoice dropped twice cannot turn
-into two payments.
+A drop with the same sha256 as an earlier one whose file in ``Files/`` still holds those bytes
+(see :mod:`core.file_taken`) is a duplicate: it is moved to ``Files/`` all the same (nothing
+dropped is ever deleted), audited with the file it repeats, and gets no task, so the same
+invoice dropped twice cannot turn into two payments.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.email_tasks import TASK_FOLDERS
-from core.errors import TargetExistsError, TaskFileError
+from core.errors import TargetExistsError
 from core.faults import fault_point
 from core.file_drops import (
     DEFAULT_QUIET,
@@ -51,15 +50,27 @@ from core.file_drops import (
     task_stem,
     writer_open,
 )
+from core.file_taken import (
+    INTENT,
+    OPEN_FLAGS,
+    STATE,
+    TAKEN,
+    audited,
+    decode_intent,
+    encode_intent,
+    find_task,
+    kept_copy,
+    read_taken,
+    taken_entry,
+    task_is_for,
+    write_taken,
+)
 from core.fsutil import atomic_write, fsync_dir, locked, move_no_replace
-from core.tasks import iso_utc, read_task_file
+from core.tasks import iso_utc
 from core.vault import Vault
 
-STATE = "file_drops"
-INTENT = "intent.json"
-TAKEN = "taken"
+__all__ = ["INTENT", "STATE", "TAKEN", "Intake", "Scan"]
 LOCK = "inbox_watcher.lock"
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 @dataclass
@@ -80,23 +91,6 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
-
-
-def _encode(drop: Drop) -> bytes:
-    data = {**asdict(drop), "head": drop.head.hex()}
-    return json.dumps(data, ensure_ascii=True).encode()  # names may hold lone surrogates
-
-
-def _decode(raw: bytes) -> Drop:
-    data = json.loads(raw)
-    return Drop(
-        source=str(data["source"]),
-        sig=Sig(**data["sig"]),
-        sha256=str(data["sha256"]),
-        head=bytes.fromhex(data["head"]),
-        received=str(data["received"]),
-        target=str(data["target"]),
-    )
 
 
 class Intake:
@@ -131,31 +125,31 @@ class Intake:
         return path
 
     def _save_intent(self, drop: Drop) -> None:
-        atomic_write(self._state / INTENT, _encode(drop), mode=0o600)
+        atomic_write(self._state / INTENT, encode_intent(drop), mode=0o600)
 
     def _clear_intent(self) -> None:
         (self._state / INTENT).unlink(missing_ok=True)
         fsync_dir(self._state)
 
     def _load_intent(self) -> Drop | None:
+        """The intent left by a crash; one that cannot be read or trusted is refused."""
         try:
-            return _decode((self._state / INTENT).read_bytes())
+            return decode_intent((self._state / INTENT).read_bytes())
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
-            self.say(f"an unreadable intent was let go ({exc}); the Inbox is looked at afresh")
+            why = f"an intent that cannot be used was let go ({exc})"
+            self.say(f"{why}; the Inbox is looked at afresh")
+            target = f".state/{STATE}/{INTENT}"
+            self.vault.record("inbox", "recover", target, status="refused", reason=why)
             self._clear_intent()
             return None
 
     def _first(self, sha256: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self._state / TAKEN / f"{sha256}.json").read_bytes())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return read_taken(self._state / TAKEN, sha256)
 
-    def _index(self, sha256: str, entry: dict[str, str]) -> None:
-        atomic_write(self._state / TAKEN / f"{sha256}.json", json.dumps(entry).encode())
+    def _index(self, sha256: str, entry: dict[str, Any]) -> None:
+        write_taken(self._state / TAKEN, sha256, entry)
 
     # -- telling -------------------------------------------------------------------------
     def _tell(self, name: str, key: str, text: str, *, audit: str = "") -> None:
@@ -207,7 +201,7 @@ class Intake:
 
     def _take(self, inbox: Path, name: str, sig: Sig, result: Scan) -> None:
         try:
-            fd = os.open(inbox / name, _OPEN)
+            fd = os.open(inbox / name, OPEN_FLAGS)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -260,14 +254,15 @@ class Intake:
         path = self.vault.folder("Files") / drop.target
         st = os.lstat(path)
         if not Sig.of(st).same_data(drop.sig):  # swapped or written to since the hash
-            if refusal(st):
-                self._clear_intent()
-                self.vault.record("inbox", "take", drop.file, status="error", reason="not a file")
+            fresh = None if refusal(st) else self._rehash(drop, path)
+            if fresh is None:
+                self._send_back(drop, path)
                 return
-            drop = self._rehash(drop, path)
+            drop = fresh
         first = self._first(drop.sha256)
-        if first and self._still_kept(str(first.get("file", "")), drop):
-            if not (recovering and self._audited("duplicate", drop)):
+        kept = kept_copy(self.vault.folder("Files"), first, drop) if first else None
+        if first and kept:
+            if not (recovering and audited(self.vault, "duplicate", drop)):
                 self.vault.record(
                     "inbox",
                     "duplicate",
@@ -277,15 +272,18 @@ class Intake:
                     sha256=drop.sha256,
                     original_name=drop.original_name,
                 )
+            if kept != first:  # the same bytes, touched since: remembered as they are now
+                self._index(drop.sha256, kept)
             self._clear_intent()
-            self.say(f"duplicate of {first['file']}: moved to {drop.file}, no new task")
+            earlier = shown_name(str(first["file"]))
+            self.say(f"duplicate of {earlier}: moved to {drop.file}, no new task")
             result.duplicates.append(drop.file)
             return
         # Each step is skipped if a crashed run did it already; a fault point follows real work.
         task, created = self._write_task(drop)
         if created:
             fault_point("inbox:after_task")
-        if not (recovering and self._audited("take", drop)):
+        if not (recovering and audited(self.vault, "take", drop)):
             self.vault.record(
                 "inbox",
                 "take",
@@ -297,7 +295,7 @@ class Intake:
                 original_name=drop.original_name,
             )
             fault_point("inbox:after_audit")
-        entry = {"file": drop.file, "task": task, "received": drop.received}
+        entry = taken_entry(drop, task)
         if first != entry:
             self._index(drop.sha256, entry)
             fault_point("inbox:after_index")
@@ -305,39 +303,57 @@ class Intake:
         self.say(f"new: {task} ({drop.file}, {drop.sig.size:,} bytes)")
         result.made.append(task)
 
-    def _still_kept(self, earlier: str, drop: Drop) -> bool:
-        """Is ``earlier`` (a drop taken before with the same sha256) another file that is
-        still in Files/? Then ``drop`` is a duplicate of it."""
-        if earlier == drop.file or not earlier.startswith("Files/") or "/" in earlier[6:]:
-            return False
-        return os.path.isfile(self.vault.folder("Files") / earlier[6:])
-
-    def _rehash(self, drop: Drop, path: Path) -> Drop:
-        fd = os.open(path, _OPEN)
+    def _rehash(self, drop: Drop, path: Path) -> Drop | None:
+        """``drop`` as the file now in Files/ is (written to since the hash); None if what is
+        there now is not a plain file."""
         try:
-            sig = Sig.of(os.fstat(fd))
+            fd = os.open(path, OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EISDIR):
+                return None
+            raise
+        try:
+            st = os.fstat(fd)
+            if refusal(st):
+                return None
             sha256, head = digest(fd)
         finally:
             os.close(fd)
-        fresh = Drop(drop.source, sig, sha256, head, drop.received, drop.target)
+        fresh = Drop(drop.source, Sig.of(st), sha256, head, drop.received, drop.target)
         self._save_intent(fresh)
         return fresh
 
-    def _audited(self, action: str, drop: Drop) -> bool:
-        """After a crash: is the newest inbox entry of this kind this drop's?"""
-        if self.vault.audit is None:
-            return False
-        newest = self.vault.audit.query(category="inbox", action=action, limit=1)
-        return bool(newest) and (
-            newest[0].target == drop.file and newest[0].details.get("sha256") == drop.sha256
-        )
+    def _send_back(self, drop: Drop, path: Path) -> None:
+        """What reached Files/ is not the file hashed but a link, folder, FIFO or device swapped
+        into Inbox/ in between: it goes back to Inbox/ (under a free name), refused there."""
+        inbox = self.vault.folder("Inbox")
+        for n in range(1, 1000):
+            back = drop.source if n == 1 else numbered(files_name(drop.source), n)
+            try:
+                move_no_replace(path, inbox / back)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                self._clear_intent()
+                text = f"could not be moved back from {drop.file}: {exc}"
+                self._tell(drop.source, f"error {exc}", text, audit="error")
+                return
+        else:
+            self._clear_intent()
+            raise TargetExistsError(f"{drop.file} cannot go back to Inbox/", "empty Inbox/")
+        self._clear_intent()
+        st = os.lstat(inbox / back)
+        why = refusal(st) or "it changed while being taken"
+        text = f"swapped while being taken, so moved back from {drop.file}: {why}"
+        self._tell(back, f"refused {st.st_ino} {why}", text, audit="refused")
 
     def _write_task(self, drop: Drop) -> tuple[str, bool]:
         """Create the drop's task (True) or find the one already written for it (False)."""
         stem = task_stem(drop.source, drop.sha256)
         for n in range(1, 100):
             name = f"{stem}.md" if n == 1 else f"{stem}_{n}.md"
-            found = self._find_task(name)
+            found = find_task(self.vault, name)
             if found is None:
                 meta, body = task_meta(drop, name[:-3]), task_body(drop)
                 try:
@@ -345,24 +361,9 @@ class Intake:
                     return f"Needs_Action/{name}", True
                 except TargetExistsError:
                     found = self.vault.folder("Needs_Action") / name
-            if self._is_for(found, drop):
+            if task_is_for(found, drop):
                 return str(found.relative_to(self.vault.root)), False
         raise TargetExistsError(f"too many tasks named {stem}", "archive some of them")
-
-    def _find_task(self, name: str) -> Path | None:
-        for folder in TASK_FOLDERS:
-            path = self.vault.folder(folder) / name
-            if os.path.lexists(path):
-                return path
-        return None
-
-    @staticmethod
-    def _is_for(path: Path, drop: Drop) -> bool:
-        try:
-            extra = read_task_file(path).meta.model_extra or {}
-        except (TaskFileError, OSError):
-            return False
-        return extra.get("file") == drop.file and extra.get("received") == drop.received
 
     # -- after a crash -------------------------------------------------------------------
     def recover(self, result: Scan | None = None) -> None:
@@ -379,6 +380,9 @@ class Intake:
                 os.unlink(inbox / drop.source)
                 fsync_dir(inbox)
             self._finish(drop, result, recovering=True)
+            return
+        if dst is not None and refusal(dst) and (src is None or (src.st_dev, src.st_ino) != here):
+            self._send_back(drop, files / drop.target)  # swapped in, then a crash
             return
         if dst is None and src is not None and Sig.of(src) == drop.sig:
             try:

@@ -1,8 +1,9 @@
 """Text that is safe to put in a generated markdown page (the dashboard, the briefing).
 
 Names and titles come from outside (a file name, an email subject): nothing in them may
-break a table row, close a link, start a heading or hide text. Everything shown goes
-through :func:`text` (escaped, one line) or :func:`link` (an Obsidian link to a vault file).
+break a table row, close a link, start a heading, hide text or become a link to click.
+Everything shown goes through :func:`text` (escaped, one line) or :func:`link` (an Obsidian
+link to a vault file).
 """
 
 from __future__ import annotations
@@ -36,9 +37,33 @@ def one_line(value: object, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+def _breaks_autolink(flat: str, at: int) -> bool:
+    """Whether ``flat[at]`` is where a bare link in outside text is broken with a backslash.
+
+    Obsidian (its editor's GFM parser) and GFM renderers make a link of a bare URL with no
+    markup: ``scheme://…`` (``https://evil.example/pay``), ``www.…`` in any case, and an email
+    address (``a@evil.example``). A backslash before ``:``, ``.`` or ``@`` (ASCII punctuation)
+    is an escape in CommonMark: the character shows as it is and the backslash does not show,
+    but the link is no longer recognised. So ``://`` becomes ``\\://``, ``www.`` becomes
+    ``www\\.`` and ``@`` becomes ``\\@``. (GitHub's own renderer still links an email address
+    whatever is escaped; nothing short of changing the text stops that.)
+    """
+    char = flat[at]
+    if char == ":":
+        return flat.startswith("//", at + 1)
+    if char == ".":
+        return flat[max(at - 3, 0) : at].lower() == "www"
+    return char == "@"
+
+
 def text(value: object, limit: int = 200) -> str:
-    """One line, with markdown's special characters escaped: safe in a paragraph or a cell."""
-    return "".join(f"\\{char}" if char in _SPECIAL else char for char in one_line(value, limit))
+    """One line, with markdown's special characters escaped and bare links broken: safe in a
+    paragraph or a cell, and no bare URL in it becomes a link."""
+    flat = one_line(value, limit)
+    return "".join(
+        f"\\{char}" if char in _SPECIAL or _breaks_autolink(flat, at) else char
+        for at, char in enumerate(flat)
+    )
 
 
 def _linkable(rel: str) -> bool:

@@ -15,7 +15,11 @@ period of each job, never a backlog.
 - A job with no record (first start, a new job, lost or unreadable state) starts from its
   newest ``TASK_<job>_*`` file in the vault, or else from now: it never fires for a period
   before it was first seen. The vault's names are the truth; a task the CEO deleted may come
-  back once only if the state file is lost too.
+  back once only if the state file is lost too. A name for a period later than now plus
+  ``CLOCK_SLACK`` cannot have been made by a right clock and is not believed.
+- A record later than now plus ``CLOCK_SLACK`` (a pass once ran with a clock set years ahead)
+  would hold its job back until that time: it is dropped and rebuilt as above, with an audit
+  entry, a line and one ``Signals/health_scheduler_*.json`` saying so.
 - A disabled job lets its periods pass; enabled again, it starts with its next period.
 - A bad ``Schedule.md`` stops every job until it is fixed: the pass fails with the problem,
   and one ``Signals/health_scheduler_*.json`` says so (another when it works again).
@@ -54,6 +58,9 @@ LOCK_FILE = "locks/scheduler.lock"
 ACTOR = "scheduler"
 _TASK = re.compile(r"^TASK_(?P<job>[a-z][a-z0-9_]*)_(?P<period>\d{4}-\d\d-\d\dT\d{4})\.md$")
 LATE = timedelta(minutes=5)  # a fire later than this after its time is said to be a missed run
+# How far ahead of this clock a record or a task's period may be and still be believed: another
+# zone's clock may run a little ahead; anything later came from a wrong clock.
+CLOCK_SLACK = timedelta(days=1)
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -120,7 +127,7 @@ class Scheduler:
         record = state["jobs"].get(job.name)
         settled = parse_utc(record.get("settled")) if isinstance(record, dict) else None
         if settled is None:
-            newest = self._newest_task(job.name)
+            newest = self._newest_task(job.name, now)
             settled = newest or now
             self._settle(
                 state, job.name, settled, period_label(newest, self.tz) if newest else None
@@ -135,8 +142,9 @@ class Scheduler:
         state["jobs"][name] = record
         self._write_state(state)
 
-    def _newest_task(self, job: str) -> datetime | None:
-        """The newest period with a ``TASK_<job>_<period>.md`` anywhere in a task's life."""
+    def _newest_task(self, job: str, now: datetime) -> datetime | None:
+        """The newest period with a ``TASK_<job>_<period>.md`` anywhere in a task's life, not
+        counting periods later than ``now`` plus ``CLOCK_SLACK`` (made by a wrong clock)."""
         newest = None
         for folder in TASK_FOLDERS:
             for entry in self.vault.list_tasks(folder, prefix=f"TASK_{job}_", limit=None):
@@ -146,6 +154,8 @@ class Scheduler:
                 try:
                     moment = label_instant(match["period"], self.tz)
                 except ValueError:  # a name that only looks like ours (2026-02-30T2500)
+                    continue
+                if moment > now + CLOCK_SLACK:
                     continue
                 newest = moment if newest is None else max(newest, moment)
         return newest
@@ -157,6 +167,7 @@ class Scheduler:
         self.vault.state_dir.mkdir(mode=0o700, exist_ok=True)
         with locked(self.vault.state_dir / LOCK_FILE):
             state = self.read_state()
+            self._forget_future(state, now)
             schedule = self._schedule(state)
             fired, failed = [], []
             for job in schedule.jobs:
@@ -170,6 +181,42 @@ class Scheduler:
         if failed:
             raise JobFailedError("; ".join(failed), "it is tried again at the next pass")
         return fired
+
+    def _forget_future(self, state: dict[str, Any], now: datetime) -> None:
+        """Drop every record settled later than ``now`` plus ``CLOCK_SLACK`` (written by a pass
+        whose clock was wrong), so that its job is rebuilt from the vault; say so once."""
+        future = {}
+        for name, record in state["jobs"].items():
+            settled = parse_utc(record.get("settled")) if isinstance(record, dict) else None
+            if settled is not None and settled > now + CLOCK_SLACK:
+                future[name] = iso_utc(settled)
+        if not future:
+            return
+        for name in future:
+            del state["jobs"][name]
+        self._write_state(state)
+        listed = ", ".join(f"{name} ({moment})" for name, moment in sorted(future.items()))
+        reason = (
+            f"{len(future)} job(s) were recorded as done until a time later than now "
+            f"({iso_utc(now)}): {listed}; a pass must have run with a wrong clock"
+        )
+        step = (
+            "check the machine's clock; each job starts again from its newest task in the "
+            "vault (or from now), and a task made for a future period can be deleted"
+        )
+        target = self._signal({"status": "clock_reset", "reason": reason, "next_step": step})
+        for name, moment in sorted(future.items()):
+            self.vault.record(
+                ACTOR,
+                "clock_reset",
+                f".state/{STATE_FILE}",
+                status="error",
+                job=name,
+                settled=moment,
+                now=iso_utc(now),
+                alert=target,
+            )
+        self.say(f"{reason}; the records were reset (alert: {target})")
 
     def _schedule(self, state: dict[str, Any]) -> Schedule:
         try:

@@ -36,7 +36,7 @@ from watchdog.events import (
 
 from core.config import Settings, load_settings
 from core.errors import AIEmployeeError
-from core.file_drops import DEFAULT_QUIET, DEFAULT_SETTLE
+from core.file_drops import DEFAULT_QUIET, DEFAULT_SETTLE, shown_name
 from core.file_intake import Intake
 from core.vault import Vault, open_vault
 from daemons.loop import run_loop, stop_on_signals
@@ -174,7 +174,7 @@ class InboxWatcher:
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
-                names = ", ".join(sorted(waiting))
+                names = ", ".join(shown_name(name) for name in sorted(waiting))
                 self.say(f"still being written, left for the next run: {names}")
                 return
             time.sleep(min((result.next_look or 0.0) + 0.005, left))

@@ -75,7 +75,7 @@ def project(tmp_path: Path) -> Project:
     root = tmp_path / "project"
     (root / ".claude").mkdir(parents=True)
     vault = tmp_path / "vault"
-    for folder in ("Needs_Action", "In_Progress/local", "In_Progress/cloud", "Done"):
+    for folder in ("Needs_Action", "In_Progress/local", "In_Progress/cloud", "Done", "Failed"):
         (vault / folder).mkdir(parents=True)
     (vault / "Needs_Action" / TASK).write_text("---\nid: T1\n---\nbody\n", encoding="utf-8")
     return Project(root, vault)
@@ -224,6 +224,40 @@ def test_the_vault_gone_ends_the_loop(project: Project, tmp_path: Path) -> None:
     assert "has no Done/ folder" in project.log
 
 
+@pytest.mark.parametrize("where", ["Failed", "Rejected", None])
+def test_a_task_that_can_no_longer_reach_done_ends_the_loop(
+    project: Project, where: str | None
+) -> None:
+    project.start(session_id="s1", iteration=1)
+    source = project.vault / "Needs_Action" / TASK
+    if where is None:
+        source.unlink()
+    else:
+        (project.vault / where).mkdir(exist_ok=True)
+        source.rename(project.vault / where / TASK)
+    assert decision(run_hook(project, event())) is None
+    assert not project.state_file.exists()
+    assert "the task can no longer reach Done/: it is " in project.log
+    expected = f"in {where}/{TASK}" if where else "not in Needs_Action/, In_Progress/ or Done/"
+    assert expected in project.log
+
+
+def test_a_task_gone_with_only_an_older_namesake_in_done_ends_the_loop(project: Project) -> None:
+    (project.vault / "Done" / TASK).write_text("an older task with the same name\n")
+    project.start(done_before=[TASK])
+    (project.vault / "Needs_Action" / TASK).rename(project.vault / "Failed" / TASK)
+    assert decision(run_hook(project, event())) is None
+    assert not project.state_file.exists()
+    assert f"it is in Failed/{TASK}" in project.log
+
+
+def test_a_claimed_task_keeps_the_loop_going(project: Project) -> None:
+    project.start()
+    (project.vault / "Needs_Action" / TASK).rename(project.vault / "In_Progress" / "cloud" / TASK)
+    assert decision(run_hook(project, event())) is not None
+    assert project.state().iteration == 1
+
+
 @pytest.mark.parametrize("active", [True, False])
 def test_stop_hook_active_never_extends_the_loop_past_its_limit(
     project: Project, active: bool
@@ -339,6 +373,142 @@ def test_an_unreadable_transcript_allows_the_stop_and_keeps_the_loop(
     assert "cannot be read" in project.log
 
 
+def _assert_held(project: Project) -> None:
+    """The stop was allowed and the loop stays as it was, bound to the session."""
+    state = project.state()
+    assert (state.iteration, state.session_id) == (0, "s1")
+    assert "cannot be read" in project.log
+
+
+def test_a_transcript_that_is_a_fifo_is_not_opened_for_reading(
+    project: Project, tmp_path: Path
+) -> None:
+    """Opening a FIFO with no writer would block the hook (and its lock) forever."""
+    project.start(completion_promise=PROMISE)
+    fifo = tmp_path / "transcript.jsonl"
+    os.mkfifo(fifo)
+    assert decision(run_hook(project, event(transcript_path=str(fifo)))) is None
+    _assert_held(project)
+
+
+@pytest.mark.parametrize("name", ["link", "folder"])
+def test_a_transcript_that_is_not_a_regular_file_is_not_read(
+    project: Project, tmp_path: Path, name: str
+) -> None:
+    project.start(completion_promise=PROMISE)
+    real = transcript(tmp_path, said("assistant", f"<promise>{PROMISE}</promise>", "m1"))
+    other = tmp_path / name
+    if name == "link":
+        other.symlink_to(real)
+    else:
+        other.mkdir()
+    assert decision(run_hook(project, event(transcript_path=str(other)))) is None
+    _assert_held(project)
+
+
+def _big_transcript(tmp_path: Path, *lines: bytes) -> str:
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as handle:
+        for line in lines:
+            handle.write(line + b"\n")
+    return str(path)
+
+
+def _line(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry).encode()
+
+
+def test_one_huge_line_is_not_parsed_and_the_promise_is_not_met(
+    project: Project, tmp_path: Path
+) -> None:
+    """A line longer than the hook's bound (here 64 MiB with no line break, as a stuck
+    writer could leave it) is given up on: the message cannot be read."""
+    project.start(completion_promise=PROMISE)
+    path = tmp_path / "huge.jsonl"
+    with path.open("wb") as handle:
+        handle.write(_line(said("assistant", f"<promise>{PROMISE}</promise>", "m1")) + b"\n")
+        for _ in range(64):
+            handle.write(b"a" * (1 << 20))
+    assert decision(run_hook(project, event(transcript_path=str(path)))) is None
+    _assert_held(project)
+
+
+def test_a_last_message_longer_than_the_line_bound_cannot_be_read(
+    project: Project, tmp_path: Path
+) -> None:
+    """Skipping it would make the message before it look like the last one."""
+    project.start(completion_promise=PROMISE)
+    path = _big_transcript(
+        tmp_path,
+        _line(said("assistant", f"<promise>{PROMISE}</promise>", "m1")),
+        _line(said("assistant", "x" * (6 << 20), "m2")),
+    )
+    assert decision(run_hook(project, event(transcript_path=path))) is None
+    _assert_held(project)
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_huge_tool_result_before_the_last_message_does_not_hide_it(
+    project: Project, tmp_path: Path, kept: bool
+) -> None:
+    project.start(completion_promise=PROMISE)
+    result = tool_result()
+    result["message"]["content"][0]["content"] = "y" * (20 << 20)
+    final = f"Finished. <promise>{PROMISE}</promise>" if kept else "Still working."
+    path = _big_transcript(
+        tmp_path, _line(tool_use("m1")), _line(result), _line(said("assistant", final, "m2"))
+    )
+    printed = decision(run_hook(project, event(transcript_path=path)))
+    assert (printed is None) is kept
+    assert project.state_file.exists() is not kept
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_many_lines_of_one_message_are_read_within_the_bounds(
+    project: Project, tmp_path: Path, kept: bool
+) -> None:
+    """400,000 content blocks of one message (more than the hook reads from the end)."""
+    project.start(completion_promise=PROMISE)
+    block = _line(said("assistant", "x" * 100, "m1"))
+    last = f"<promise>{PROMISE}</promise>" if kept else "not yet"
+    path = _big_transcript(
+        tmp_path,
+        _line(said("user", "go")),
+        *[block] * 400_000,
+        _line(said("assistant", last, "m1")),
+    )
+    printed = decision(run_hook(project, event(transcript_path=path)))
+    assert (printed is None) is kept
+    if not kept:
+        assert project.state().iteration == 1
+
+
+def test_the_transcript_scan_gives_up_when_its_time_is_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hook = _load_hook(monkeypatch)
+    path = Path(transcript(tmp_path, said("assistant", f"<promise>{PROMISE}</promise>", "m1")))
+    assert hook.transcript_last_assistant_text(path, seconds=-1.0) is None
+    assert hook.transcript_last_assistant_text(path) == f"<promise>{PROMISE}</promise>"
+
+
+def test_lines_are_read_back_whole_across_block_edges(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    hook = _load_hook(monkeypatch)
+    size = hook.TRANSCRIPT_BLOCK
+    lengths = [0, 1, size - 1, size, size + 1, 3, 2 * size, 0, 5, 3 * size + 7]
+    lines = [(chr(ord("a") + n % 26) * length).encode() for n, length in enumerate(lengths)]
+    path = tmp_path / "lines"
+    path.write_bytes(b"\n".join(lines) + b"\n\n  \n" + b"tail")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        read = list(hook._lines_from_end(fd, float("inf")))
+    finally:
+        os.close(fd)
+    assert read == [b"tail", *reversed([line for line in lines if line])]
+
+
 def test_without_a_promise_the_transcript_is_not_needed(project: Project, tmp_path: Path) -> None:
     project.start()
     missing = str(tmp_path / "missing.jsonl")
@@ -428,6 +598,20 @@ def test_a_state_file_that_cannot_be_used_ends_the_loop_quietly(
     assert decision(run_hook(project, event())) is None
     assert not project.state_file.exists()
     assert "state file removed" in project.log
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_state_file_that_is_no_regular_file_is_not_read(project: Project, kind: str) -> None:
+    """A FIFO with no writer would block the hook in open() for ever, holding the lock."""
+    if kind == "fifo":
+        os.mkfifo(project.state_file)
+    else:
+        project.state_file.mkdir()
+    assert decision(run_hook(project, event())) is None
+    if kind == "fifo":
+        assert not project.state_file.exists()
+        assert "(not a regular file); state file removed" in project.log
+    assert decision(run_hook(project, event())) is None  # and again: nothing waits
 
 
 def test_a_state_file_that_is_a_link_is_not_followed(project: Project, tmp_path: Path) -> None:

@@ -16,11 +16,13 @@ Files, all in the project's ``.claude/`` folder:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,6 +34,8 @@ LOG_FILE = "ralph.log"
 VERSION = 1
 DONE = "Done"
 PENDING_FOLDERS = ("Needs_Action", "In_Progress/local", "In_Progress/cloud")
+DEAD_END_FOLDERS = ("Failed", "Rejected")  # a task there never reaches Done/
+SETTLE_SECONDS = 0.05  # between two looks at the vault before a task is taken for gone
 MAX_PROMPT_CHARS = 20_000
 MAX_PROMISE_CHARS = 200
 MAX_ITERATIONS_LIMIT = 1000
@@ -164,21 +168,43 @@ def state_path(claude_dir: Path) -> Path:
     return claude_dir / STATE_FILE
 
 
+def open_regular(path: Path | str) -> int:
+    """A read-only descriptor on ``path``, which must be a regular file; OSError otherwise.
+
+    Never blocks and never follows a link in the last component: ``O_NONBLOCK`` makes the
+    open of a FIFO with no writer return at once (and is harmless on a regular file), and
+    anything that is not a regular file (FIFO, device, socket, folder) is refused before
+    a single byte is read from it.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_state(claude_dir: Path) -> LoopState | None:
     """The active loop, None if there is none; StateError if the file cannot be used."""
     try:
-        fd = os.open(state_path(claude_dir), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = open_regular(state_path(claude_dir))
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StateError(f"the state file cannot be opened ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        data = handle.read(MAX_STATE_BYTES + 1)
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_STATE_BYTES + 1)
+    except OSError as exc:
+        raise StateError(f"the state file cannot be read ({exc.strerror})") from None
     if len(data) > MAX_STATE_BYTES:
         raise StateError("the state file is too large")
     try:
         parsed = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise StateError("the state file is not JSON") from None
     return LoopState.from_json(parsed)
 
@@ -310,6 +336,27 @@ def finished_as(state: LoopState) -> str | None:
         if name not in old:
             return f"{DONE}/{name}"
     return None
+
+
+def out_of_reach(state: LoopState) -> str | None:
+    """Where the task is when it can no longer reach Done/; None while it can, or has.
+
+    Only a task in Needs_Action/ or In_Progress/ gets to Done/ (``complete`` moves it from
+    In_Progress/), so one that is in neither and not in Done/ since the start (failed,
+    rejected, renamed or deleted) never will. The vault is looked at twice, a moment
+    apart, so a task caught between two folders (a release back to Needs_Action/ runs
+    while the folders are looked at one by one) is not taken for gone.
+    """
+    vault = Path(state.vault)
+    for look in range(2):
+        if look:
+            time.sleep(SETTLE_SECONDS)
+        if pending_path(vault, state.task_file) is not None or finished_as(state) is not None:
+            return None
+    for folder in DEAD_END_FOLDERS:
+        if os.path.lexists(os.path.join(vault, folder, state.task_file)):
+            return f"in {folder}/{state.task_file}"
+    return f"not in Needs_Action/, In_Progress/ or {DONE}/ (deleted or renamed?)"
 
 
 def vault_usable(state: LoopState) -> bool:

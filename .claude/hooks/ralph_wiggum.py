@@ -4,8 +4,8 @@
 ``ai-employee ralph start PROMPT --task FILE`` writes ``.claude/ralph_state.json``. Each
 time Claude Code is about to stop, it runs this hook with the Stop event as JSON on stdin.
 While a loop is active, the event comes from the loop's session, the task file has not
-reached ``Done/``, no completion promise was kept and fewer than ``max_iterations``
-continuations have run, the hook counts one more iteration and prints
+reached ``Done/`` (and still can), no completion promise was kept and fewer than
+``max_iterations`` continuations have run, the hook counts one more iteration and prints
 ``{"decision": "block", "reason": <the prompt again, the count, what ends the loop>}``:
 Claude Code feeds the reason back and Claude keeps working. Otherwise it prints nothing
 (Claude stops), and when the loop is over it deletes the state file and says why in
@@ -14,16 +14,26 @@ Claude Code feeds the reason back and Claude keeps working. Otherwise it prints 
 - Session binding: the first Stop event after ``ralph start`` binds its ``session_id``
   (unless ``ralph start`` ran inside Claude Code, where ``CLAUDE_CODE_SESSION_ID`` binds
   it at once). Stop events from any other session are ignored and change nothing.
+- A task that can no longer reach ``Done/`` ends the loop: one that is in neither
+  ``Needs_Action/`` nor ``In_Progress/`` and not done (moved to ``Failed/`` or
+  ``Rejected/``, renamed or deleted).
 - Completion promise: the last assistant message (``last_assistant_message`` from the
   event; the transcript's last assistant entry when the event lacks it) must contain
   ``<promise>TEXT</promise>`` with TEXT equal to the promise, spaces and line breaks
   collapsed, case kept.
+- The transcript is read from its end, and only if it is a regular file (never a FIFO,
+  device or link), within bounds: its last 16 MiB, lines of up to 4 MiB, 3 seconds. A
+  message that cannot be read within them is treated as an unreadable transcript: the
+  promise counts as not met, so the loop stays, but the stop is allowed and no iteration
+  is counted (the next stop checks again). Blocking instead would make Claude go on
+  after a promise it may well have kept, on nothing but a guess.
 - ``stop_hook_active`` is true on every stop that follows a continuation, so it does not
   end the loop; the iteration count (stored before each block) and Claude Code's own cap
   on consecutive blocks (8 unless ``CLAUDE_CODE_STOP_HOOK_BLOCK_CAP`` says otherwise) do.
 - Never in Claude Code's way: bad or missing input, an unreadable transcript, a busy lock
   or any error allows the stop, prints nothing and exits 0. A state file that cannot be
-  used, or a vault that is gone, ends the loop.
+  used (not JSON, wrong fields, a link, a FIFO...), or a vault that is gone, ends the
+  loop.
 
 Standard library only (see ralph_state.py); no import of the project's packages.
 """
@@ -33,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +54,9 @@ except Exception:  # a broken install must not break Claude Code: the hook does 
     rs = None  # type: ignore[assignment]
 
 MAX_INPUT_BYTES = 64 << 20
-MAX_TRANSCRIPT_TAIL = 64 << 20
+MAX_TRANSCRIPT_TAIL = 16 << 20  # bytes read from the transcript's end, at most
+MAX_TRANSCRIPT_LINE = 4 << 20  # a longer line is not parsed: it ends the scan
+TRANSCRIPT_SECONDS = 3.0  # time for the scan (the hook's timeout in settings.json is 30 s)
 TRANSCRIPT_BLOCK = 1 << 16
 LOCK_TIMEOUT = 10.0
 END, HOLD, CONTINUE = "end", "hold", "continue"
@@ -63,7 +76,7 @@ def parse_event(data: bytes) -> StopEvent | None:
         return None
     try:
         payload = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     if not isinstance(payload, dict) or payload.get("hook_event_name") != "Stop":
         return None
@@ -83,31 +96,54 @@ def parse_event(data: bytes) -> StopEvent | None:
 # -- the last assistant message ------------------------------------------------------------
 
 
-def _lines_from_end(path: Path) -> Iterator[bytes]:
-    """The file's non-empty lines, last first, reading at most MAX_TRANSCRIPT_TAIL bytes."""
-    with open(path, "rb") as handle:
-        position = handle.seek(0, os.SEEK_END)
-        carry = b""
-        read = 0
-        while position > 0 and read < MAX_TRANSCRIPT_TAIL:
-            size = min(TRANSCRIPT_BLOCK, position)
-            position -= size
-            handle.seek(position)
-            pieces = (handle.read(size) + carry).split(b"\n")
-            read += size
-            carry = pieces[0]
-            for line in reversed(pieces[1:]):
-                if line.strip():
-                    yield line
-        if position == 0 and carry.strip():
-            yield carry
+class ScanBounds(Exception):
+    """The transcript scan reached one of its bounds before it could finish."""
+
+
+def _lines_from_end(fd: int, deadline: float) -> Iterator[bytes]:
+    """The non-empty lines of the open file ``fd``, last first.
+
+    Raises ScanBounds (at the point the scan has reached) after MAX_TRANSCRIPT_TAIL bytes
+    from the end, at a line longer than MAX_TRANSCRIPT_LINE, or past ``deadline``
+    (``time.monotonic()``). A line read in several blocks is kept as a list of its pieces
+    and joined once, so the work grows with the bytes read, never with their square.
+    """
+    end = os.fstat(fd).st_size
+    position = end
+    pieces: list[bytes] = []  # the line being read, its last piece first
+    length = 0
+    while position > 0:
+        if end - position >= MAX_TRANSCRIPT_TAIL or time.monotonic() > deadline:
+            raise ScanBounds
+        size = min(TRANSCRIPT_BLOCK, position)
+        position -= size
+        block = os.pread(fd, size, position)
+        if len(block) != size:  # cut short while it is read: what is left is unknown
+            raise ScanBounds
+        parts = block.split(b"\n")
+        pieces.append(parts[-1])
+        length += len(parts[-1])
+        if length > MAX_TRANSCRIPT_LINE:
+            raise ScanBounds
+        if len(parts) == 1:
+            continue
+        lines = [b"".join(reversed(pieces)), *reversed(parts[1:-1])]
+        for line in lines:
+            if time.monotonic() > deadline:
+                raise ScanBounds
+            if line.strip():
+                yield line
+        pieces, length = [parts[0]], len(parts[0])
+    line = b"".join(reversed(pieces))
+    if line.strip():
+        yield line
 
 
 def _entry(line: bytes) -> tuple[str | None, str | None, str]:
     """(role, message id, text) of one transcript line; role None if it is no message."""
     try:
         entry = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None, ""  # a torn or foreign line
     if not isinstance(entry, dict) or entry.get("isSidechain") is True:
         return None, None, ""
@@ -134,25 +170,40 @@ def _text_of(content: object) -> str:
     )
 
 
-def transcript_last_assistant_text(path: Path) -> str:
-    """The text of the transcript's last assistant message ("" if it has none).
+def transcript_last_assistant_text(
+    path: Path, *, seconds: float = TRANSCRIPT_SECONDS
+) -> str | None:
+    """The text of the transcript's last assistant message ("" if it has none), or None.
 
     Claude Code may write one message as several lines (one per content block) sharing
     its ``message.id``; they are joined. A user entry or another assistant message ends
     the search, so a promise made earlier, or typed by the user, never counts.
+
+    The scan is bounded (see ``_lines_from_end``). Reaching a bound once the last assistant
+    message is found ends the search with the blocks read so far (a block left unread can
+    only hide a promise, never invent one); reaching it before is None: the message cannot
+    be read, and the promise counts as not met. OSError if the path is not a regular file
+    (a FIFO would block, a device never ends).
     """
-    texts: list[str] = []
+    texts: list[str] = []  # last first; reversed once at the end
     found, wanted = False, None
-    for line in _lines_from_end(path):
-        role, msg_id, text = _entry(line)
-        if role is None:
-            continue
-        if found and (role != "assistant" or msg_id is None or msg_id != wanted):
-            break
-        if role == "assistant":
-            found, wanted = True, msg_id
-            texts.insert(0, text)
-    return "\n".join(t for t in texts if t)
+    fd = rs.open_regular(path)
+    try:
+        for line in _lines_from_end(fd, time.monotonic() + seconds):
+            role, msg_id, text = _entry(line)
+            if role is None:
+                continue
+            if found and (role != "assistant" or msg_id is None or msg_id != wanted):
+                break
+            if role == "assistant":
+                found, wanted = True, msg_id
+                texts.append(text)
+    except ScanBounds:
+        if not found:
+            return None
+    finally:
+        os.close(fd)
+    return "\n".join(t for t in reversed(texts) if t)
 
 
 def last_message(event: StopEvent) -> str | None:
@@ -177,6 +228,9 @@ def judge(state: rs.LoopState, event: StopEvent) -> tuple[str, str]:
     done = rs.finished_as(state)
     if done is not None:
         return END, f"the task is done: {done}"
+    lost = rs.out_of_reach(state)
+    if lost is not None:
+        return END, f"the task can no longer reach {rs.DONE}/: it is {lost}"
     kept: bool | None = False
     if state.completion_promise is not None:
         message = last_message(event)
@@ -186,7 +240,10 @@ def judge(state: rs.LoopState, event: StopEvent) -> tuple[str, str]:
     if state.iteration >= state.max_iterations:
         return END, f"the limit of {state.max_iterations} iterations was reached"
     if kept is None:
-        return HOLD, "the last assistant message cannot be read to check the promise"
+        return HOLD, (
+            "the last assistant message cannot be read to check the promise (no transcript, "
+            "not a regular file, or too large or slow to scan)"
+        )
     return CONTINUE, "the task is not in Done/ yet"
 
 

@@ -339,3 +339,16 @@ def test_the_loop_runs_until_the_task_is_completed(
     assert stop(setup) is None
     assert not setup.state_file.exists()
     assert "the task is done: Done/EMAIL_1_1.md" in setup.log
+
+
+def test_a_failed_task_ends_the_loop(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    assert start("--task", TASK) == 0
+    assert stop(setup) is not None
+    (setup.vault.root / "Needs_Action" / TASK).rename(setup.vault.root / "Failed" / TASK)
+    capsys.readouterr()
+    assert ralph("status") == 0
+    out = capsys.readouterr().out
+    assert f"task now:  in Failed/{TASK}: it can no longer reach Done/" in out
+    assert stop(setup) is None
+    assert not setup.state_file.exists()
+    assert f"the task can no longer reach Done/: it is in Failed/{TASK}" in setup.log

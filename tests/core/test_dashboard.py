@@ -269,6 +269,35 @@ def test_text_is_one_escaped_line() -> None:
 
 
 @pytest.mark.parametrize(
+    ("outside", "expected"),
+    [
+        ("pay at https://evil.example/pay now", "pay at https\\://evil.example/pay now"),
+        ("HTTPS://EVIL.EXAMPLE", "HTTPS\\://EVIL.EXAMPLE"),
+        ("obsidian://open?vault=x", "obsidian\\://open?vault=x"),
+        ("see www.evil.com", "see www\\.evil.com"),
+        ("(WWW.Evil.com)", "(WWW\\.Evil.com)"),
+        ("https://www.evil.com/x", "https\\://www\\.evil.com/x"),
+        ("from a.b@evil.example", "from a.b\\@evil.example"),
+        ("mailto:a@b.com", "mailto:a\\@b.com"),
+        ("https\\://x.y", "https\\\\\\://x.y"),  # a backslash already there stays shown
+        ("Re: invoice 08:00 / a.www b.com http:/x", "Re: invoice 08:00 / a.www b.com http:/x"),
+        ("wwwx.com  ww.x :// www", "wwwx.com ww.x \\:// www"),
+    ],
+)
+def test_text_breaks_bare_links(outside: str, expected: str) -> None:
+    assert mdsafe.text(outside) == expected
+
+
+def test_broken_links_show_the_same_characters() -> None:
+    """Each added backslash stands before ASCII punctuation: CommonMark shows the character
+    alone, so dropping the escapes gives back the text exactly."""
+    outside = "Pay https://evil.example/pay or www.evil.com, ask bob@evil.example"
+    shown = mdsafe.text(outside)
+    assert "s://" not in shown and "www." not in shown.lower() and "b@" not in shown
+    assert re.sub(r"\\([:.@])", r"\1", shown) == outside
+
+
+@pytest.mark.parametrize(
     ("seconds", "expected"),
     [(0, "under 1 min"), (59, "under 1 min"), (60, "1 min"), (3600, "1 h"), (3660, "1 h 1 min"),
      (86400, "1 d"), (93600, "1 d 2 h"), (-7200, "2 h")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tracemalloc
@@ -28,6 +29,7 @@ from core.file_drops import (
     task_stem,
     writer_open,
 )
+from core.file_taken import decode_intent, encode_intent, kept_copy, plain_inbox_name
 from core.paths import split_relative
 from core.tasks import ID_PATTERN, UNTRUSTED_HEADING, parse, render
 
@@ -292,3 +294,52 @@ def test_the_task_warns_when_name_and_content_disagree() -> None:
     assert front["type_mismatch"] is True and front["detected_type"] == ""
     assert "disagree" in task_body(d)
     assert "(empty)" in task_body(drop("e.txt", head=b"", size=0))
+
+
+@pytest.mark.parametrize(
+    "name", ["a\nb: c.pdf", os.fsdecode(b"\xff.pdf"), "x]]|[[y.pdf", "z" * 250]
+)
+def test_an_intent_keeps_any_inbox_name_a_drop_can_have(name: str) -> None:
+    drop = Drop(name, Sig(1, 2, 3, 4, 5), SHA, b"%PDF", "2026-01-01T00:00:00Z", "x.pdf")
+    assert plain_inbox_name(name) and decode_intent(encode_intent(drop)) == drop
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"source": ".."},
+        {"source": "a/b.pdf"},
+        {"source": "\ud800.pdf"},  # a surrogate no file name holds
+        {"source": "x.pdf.part"},  # never taken
+        {"target": "../x.pdf"},
+        {"target": ".x.pdf"},
+        {"target": "a\nb.pdf"},
+        {"sha256": "A" * 64},
+        {"sig": {"dev": 1, "ino": "2", "size": 3, "mtime_ns": 4, "ctime_ns": 5}},
+        {"received": None},
+    ],
+)
+def test_an_intent_with_anything_else_is_refused(change: dict[str, object]) -> None:
+    drop = Drop("a.pdf", Sig(1, 2, 3, 4, 5), SHA, b"", "2026-01-01T00:00:00Z", "a.pdf")
+    data = json.loads(encode_intent(drop)) | change
+    with pytest.raises(ValueError):
+        decode_intent(json.dumps(data).encode())
+
+
+def test_a_kept_copy_counts_only_while_it_holds_the_same_bytes(tmp_path: Path) -> None:
+    kept = tmp_path / "inv.pdf"
+    kept.write_bytes(b"x")
+    st = os.lstat(kept)
+    first = {"file": "Files/inv.pdf", "ino": st.st_ino, "size": 1, "mtime_ns": st.st_mtime_ns}
+    drop = Drop("again.pdf", Sig(0, 0, 1, 0, 0), SHA, b"x", "", "again.pdf")
+    assert kept_copy(tmp_path, first, drop) == first  # unchanged: not read again
+    kept.unlink()
+    kept.write_bytes(b"y")  # another file, same name and size
+    assert kept_copy(tmp_path, first, drop) is None
+    kept.write_bytes(b"x")  # the same bytes again: hashed, and remembered as it is now
+    assert kept_copy(tmp_path, first, drop) == {
+        **first,
+        "ino": os.lstat(kept).st_ino,
+        "mtime_ns": os.lstat(kept).st_mtime_ns,
+    }
+    assert kept_copy(tmp_path, {**first, "file": "Files/../inv.pdf"}, drop) is None

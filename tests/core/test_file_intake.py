@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 
 from core.audit import AuditLog
 from core.file_drops import Drop, Sig, files_name, shown_name
-from core.file_intake import INTENT, STATE, TAKEN, Intake, _encode
+from core.file_intake import INTENT, STATE, TAKEN, Intake
+from core.file_taken import encode_intent
 from core.tasks import read_task_file
 from core.vault import Vault
 
@@ -45,8 +47,12 @@ def tasks(vault: Vault) -> dict[str, dict[str, Any]]:
 
 
 def files(vault: Vault) -> dict[str, bytes]:
-    folder = vault.root / "Files"
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != ".gitkeep"}
+    folder = vault.root / "Files"  # never opens anything but a plain file (a FIFO would block)
+    return {
+        p.name: p.read_bytes() if stat.S_ISREG(os.lstat(p).st_mode) else b"<not a file>"
+        for p in sorted(folder.iterdir())
+        if p.name != ".gitkeep"
+    }
 
 
 def audit(vault: Vault, action: str) -> list[Any]:
@@ -229,7 +235,7 @@ def intent_for(vault: Vault, path: Path, target: str) -> Drop:
     drop = Drop(path.name, Sig.of(st), sha(data), data[:64], "2026-11-25T10:00:00.5Z", target)
     state = vault.state_dir / STATE
     (state / TAKEN).mkdir(parents=True, exist_ok=True)
-    (state / INTENT).write_bytes(_encode(drop))
+    (state / INTENT).write_bytes(encode_intent(drop))
     return drop
 
 
@@ -279,3 +285,129 @@ def test_the_files_name_is_the_safe_name(vault: Vault, intake: Intake) -> None:
     put(vault, name, b"\x89PNG\r\n\x1a\n")
     intake.scan()
     assert list(files(vault)) == [files_name(name)] == ["a_b_c.png"]
+
+
+SWAPS = {
+    "symlink": lambda outside, path: os.symlink(outside, path),
+    "hardlink": lambda outside, path: os.link(outside, path),
+    "fifo": lambda outside, path: os.mkfifo(path),
+    "folder": lambda outside, path: os.mkdir(path),
+}
+
+
+@pytest.mark.parametrize("swap", sorted(SWAPS))
+def test_a_link_or_fifo_swapped_in_after_the_hash_goes_back_to_the_inbox(
+    vault: Vault, intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_bytes(b"SECRET")
+    path = put(vault, "inv.pdf", b"%PDF-real")
+
+    def at(point: str) -> None:
+        if point == "inbox:after_intent":  # hashed; the swap happens before the move
+            path.unlink()
+            SWAPS[swap](outside, path)
+        elif point == "inbox:after_move":  # and a new drop takes the name meanwhile
+            path.write_bytes(b"%PDF-new")
+
+    monkeypatch.setattr("core.file_intake.fault_point", at)
+    said: list[str] = []
+    intake.say = said.append
+    result = intake.scan()
+    assert result.made == [] and files(vault) == {} and outside.read_bytes() == b"SECRET"
+    assert left(vault) == ["inv.pdf", "inv_2.pdf"]
+    back = os.lstat(inbox(vault) / "inv_2.pdf")
+    assert {
+        "symlink": stat.S_ISLNK(back.st_mode),
+        "hardlink": back.st_ino == os.lstat(outside).st_ino,
+        "fifo": stat.S_ISFIFO(back.st_mode),
+        "folder": stat.S_ISDIR(back.st_mode),
+    }[swap]
+    assert not (vault.state_dir / STATE / INTENT).exists()
+    [line] = said
+    assert line.startswith("Inbox/inv_2.pdf: swapped while being taken, so moved back")
+    monkeypatch.undo()
+    [made] = intake.scan().made  # the new drop is taken; the swapped thing is not told again
+    assert files(vault) == {"inv.pdf": b"%PDF-new"} and left(vault) == ["inv_2.pdf"]
+    assert len(said) == 2 and said[1].startswith(f"new: {made}")
+    [refused] = audit(vault, "refused")
+    assert refused.target == "Inbox/inv_2.pdf" and refused.status == "refused"
+
+
+def test_a_link_found_in_files_after_a_crash_goes_back_to_the_inbox(
+    vault: Vault, intake: Intake, tmp_path: Path
+) -> None:
+    path = put(vault, "inv.pdf", b"%PDF-real")
+    intent_for(vault, path, "inv.pdf")
+    path.unlink()  # swapped for a link, which was moved, and then the process died
+    os.symlink(tmp_path, vault.root / "Files" / "inv.pdf")
+    assert intake.scan().made == [] and files(vault) == {}
+    assert os.readlink(inbox(vault) / "inv.pdf") == str(tmp_path)
+    assert [e.target for e in audit(vault, "refused")] == ["Inbox/inv.pdf"]
+
+
+def test_a_name_reused_in_files_does_not_make_a_duplicate(vault: Vault, intake: Intake) -> None:
+    invoice = b"%PDF- invoice 1000 EUR"
+    put(vault, "inv.pdf", invoice)
+    intake.scan()
+    index = json.loads((vault.state_dir / STATE / TAKEN / f"{sha(invoice)}.json").read_text())
+    st = os.lstat(vault.root / "Files" / "inv.pdf")
+    kept = [index[key] for key in ("ino", "size", "mtime_ns")]
+    assert kept == [st.st_ino, st.st_size, st.st_mtime_ns]
+    (vault.root / "Files" / "inv.pdf").unlink()  # the owner deletes the kept copy
+    put(vault, "inv.pdf", b"%PDF- unrelated letter")  # another file takes its name
+    intake.scan()
+    put(vault, "invoice_again.pdf", invoice)  # the invoice once more
+    result = intake.scan()
+    assert result.duplicates == [] and len(result.made) == 1
+    assert files(vault)["inv.pdf"] == b"%PDF- unrelated letter"
+    # Same name, same size, other bytes: the kept file is hashed again to decide.
+    same_size = b"%PDF- invoice 9999 EUR"
+    (vault.root / "Files" / "invoice_again.pdf").unlink()
+    (vault.root / "Files" / "invoice_again.pdf").write_bytes(same_size)
+    put(vault, "third.pdf", invoice)
+    assert intake.scan().duplicates == [] and audit(vault, "duplicate") == []
+
+
+def test_a_kept_file_touched_since_is_still_a_duplicate_when_its_bytes_are(
+    vault: Vault, intake: Intake
+) -> None:
+    put(vault, "inv.pdf", b"%PDF-same")
+    intake.scan()
+    kept = vault.root / "Files" / "inv.pdf"
+    os.utime(kept, ns=(1_000_000_000, 1_000_000_000))  # mtime changed, bytes not
+    put(vault, "again.pdf", b"%PDF-same")
+    assert intake.scan().duplicates == ["Files/again.pdf"]
+    index = json.loads((vault.state_dir / STATE / TAKEN / f"{sha(b'%PDF-same')}.json").read_text())
+    assert index["file"] == "Files/inv.pdf" and index["mtime_ns"] == 1_000_000_000
+
+
+BAD_INTENTS = {
+    "source up": {"source": "../outside.pdf"},
+    "source path": {"source": "sub/outside.pdf"},
+    "source hidden": {"source": ".outside.pdf"},
+    "target up": {"target": "../outside.pdf"},
+    "target path": {"target": "Done/x.pdf"},
+    "target dots": {"target": ".."},
+    "sha256 path": {"sha256": "../../../outside"},
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_INTENTS))
+def test_an_intent_naming_anything_but_plain_names_is_refused(
+    vault: Vault, intake: Intake, bad: str
+) -> None:
+    outside = vault.root / "outside.pdf"  # not in Inbox/: an intent must never reach it
+    outside.write_bytes(b"%PDF keep me")
+    (vault.root / "Inbox" / "sub").mkdir()
+    drop = intent_for(vault, outside, "outside.pdf")
+    data = json.loads(encode_intent(drop)) | BAD_INTENTS[bad]
+    (vault.state_dir / STATE / INTENT).write_text(json.dumps(data))
+    said: list[str] = []
+    intake.say = said.append
+    assert intake.scan().made == [] and files(vault) == {}
+    assert outside.read_bytes() == b"%PDF keep me"
+    assert not (vault.state_dir / STATE / INTENT).exists()
+    [entry] = audit(vault, "recover")
+    assert entry.status == "refused" and entry.target == ".state/file_drops/intent.json"
+    assert len(said) >= 1 and "let go" in said[0]

@@ -285,3 +285,16 @@ def test_once_as_a_process(settings: Settings) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "new: Needs_Action/FILE_a_" in proc.stdout
+
+
+def test_once_names_a_file_still_being_written_safely(settings: Settings) -> None:
+    raw = os.fsencode(inbox(settings)) + b"/\xff\xfe\x1b[2J.pdf"  # not UTF-8, and an escape
+    with open(raw, "wb") as writer:  # still open: being written
+        writer.write(b"x")
+        writer.flush()
+        lines: list[bytes] = []  # as a UTF-8 terminal or log gets them: strictly encoded
+        vault = open_vault(settings, actor="inbox_watcher")
+        InboxWatcher(vault, settle=100, say=lambda line: lines.append(line.encode())).drain(0.1)
+    [line] = lines
+    assert line.decode() == "still being written, left for the next run: \ufffd\ufffd\ufffd[2J.pdf"
+    assert tasks(settings) == {} and files(settings) == {}

@@ -195,6 +195,72 @@ def test_a_lost_state_with_an_older_task_creates_the_missed_period_once(root: Pa
     assert not any(f.job == "dashboard" for f in fired)  # no name to go by: starts from now
 
 
+def test_a_pass_with_a_clock_years_ahead_holds_no_job_back(root: Path) -> None:
+    pass_at(root, FRIDAY_1600)
+    pass_at(root, MONDAY_0900)  # briefing 2026-11-30 and audit 2026-11-27 exist
+    pass_at(root, datetime(2031, 3, 3, 9, tzinfo=UTC))  # one pass with the clock set wrong
+    assert state(root)["jobs"]["weekly_audit"]["settled"].startswith("2031-")
+    assert "TASK_weekly_audit_2031-02-28T1700.md" in task_files(root)
+    friday = datetime(2026, 12, 4, 17, tzinfo=UTC)  # the clock is right again: 18:00 in Berlin
+    fired = pass_at(root, friday)
+    assert [(f.job, f.period) for f in fired if f.job != "dashboard"] == [
+        ("weekly_audit", "2026-12-04T1700")  # rebuilt from the names, not from 2031
+    ]
+    jobs = state(root)["jobs"]
+    assert all(record["settled"] < "2026-12-05" for record in jobs.values())
+    (alert,) = sorted((root / "Signals").glob("health_scheduler_*.json"))
+    signal = json.loads(alert.read_text())
+    assert signal["status"] == "clock_reset" and "clock" in signal["next_step"]
+    assert "weekly_audit (2031-02-28T16:00:00Z)" in signal["reason"]
+    audit = [json.loads(line) for line in (root / "Logs" / "audit-local.jsonl").open()]
+    resets = [entry for entry in audit if entry["action"] == "clock_reset"]
+    assert sorted(entry["details"]["job"] for entry in resets) == [
+        "ceo_briefing",
+        "dashboard",
+        "weekly_audit",
+    ]
+    assert pass_at(root, friday + timedelta(minutes=1)) == []
+    assert len(list((root / "Signals").glob("health_scheduler_*.json"))) == 1  # said once
+    fired = pass_at(root, datetime(2026, 12, 7, 8, tzinfo=UTC))  # Monday 09:00
+    assert [(f.job, f.period) for f in fired if f.job != "dashboard"] == [
+        ("ceo_briefing", "2026-12-07T0800")
+    ]
+
+
+def test_a_record_a_little_ahead_is_kept(root: Path) -> None:
+    pass_at(root, FRIDAY_1600)
+    pass_at(root, MONDAY_0900)
+    before = state(root)
+    assert pass_at(root, MONDAY_0900 - timedelta(hours=2)) == []  # this clock a little behind
+    assert state(root) == before
+    assert list((root / "Signals").glob("health_scheduler_*.json")) == []
+
+
+def test_a_task_named_for_a_future_period_is_not_believed_when_rebuilding(root: Path) -> None:
+    pass_at(root, FRIDAY_1600)
+    pass_at(root, MONDAY_0900)
+    (root / ".state" / STATE_FILE).unlink()
+    for future in ("TASK_weekly_audit_2031-03-01T0800.md", "TASK_ceo_briefing_2027-01-04T0800.md"):
+        (root / "Done" / future).write_text("---\nid: x\n---\n")
+    fired = pass_at(root, datetime(2026, 12, 9, 12, tzinfo=UTC))  # Wednesday
+    assert sorted(f.period for f in fired if f.job != "dashboard") == [
+        "2026-12-04T1700",
+        "2026-12-07T0800",
+    ]
+    assert state(root)["jobs"]["weekly_audit"]["period"] == "2026-12-04T1700"
+
+
+def test_a_task_named_a_few_hours_ahead_by_another_zone_is_believed(root: Path) -> None:
+    pass_at(root, FRIDAY_1600)
+    (root / ".state" / STATE_FILE).unlink()
+    briefing = "TASK_ceo_briefing_2026-11-30T0800.md"  # written by a zone whose clock runs ahead
+    (root / "Done" / briefing).write_text("---\nid: x\n---\n")
+    assert pass_at(root, MONDAY_0900 - timedelta(hours=3)) == []  # 06:00 in Berlin
+    assert state(root)["jobs"]["ceo_briefing"]["settled"] == "2026-11-30T07:00:00Z"
+    fired = pass_at(root, MONDAY_0900)
+    assert not any(f.job == "ceo_briefing" for f in fired)  # its period is already settled
+
+
 def test_four_processes_starting_at_once_fire_each_job_once(root: Path) -> None:
     pass_at(root, FRIDAY_1600)
     script = textwrap.dedent(
