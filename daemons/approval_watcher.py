@@ -8,17 +8,16 @@ keeps checking); with ``--once`` it is an error exit.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable, Sequence
 
 from core.action_handler import ActionHandler, PassReport
-from core.config import Settings, load_settings
-from core.errors import AIEmployeeError, PolicyError
+from core.config import Settings
+from core.errors import PolicyError
 from core.executor import Executor
 from core.policy import load_policy
 from core.vault import open_vault
-from daemons.loop import run_loop, stop_on_signals
+from daemons.loop import daemon_main, daemon_parser, run_loop, stop_on_signals
 
 DEFAULT_INTERVAL = 10.0
 
@@ -81,15 +80,13 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="approval_watcher", description=__doc__)
-    parser.add_argument("--once", action="store_true", help="one pass, then exit")
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds")
-    args = parser.parse_args(argv)
-    try:
-        return run(load_settings(), once=args.once, interval=max(args.interval, 0.5))
-    except AIEmployeeError as exc:
-        print(f"approval_watcher: {exc}", file=sys.stderr)
-        return 1
+    parser = daemon_parser("approval_watcher", __doc__, DEFAULT_INTERVAL)
+    return daemon_main(
+        "approval_watcher",
+        parser,
+        lambda settings, args: run(settings, once=args.once, interval=max(args.interval, 0.5)),
+        argv,
+    )
 
 
 if __name__ == "__main__":

@@ -23,14 +23,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.email_tasks import already_have, matches_labels, write_email_task
-from core.errors import AIEmployeeError, ConfigError, PolicyError, TaskFileError
+from core.errors import ConfigError, PolicyError, TaskFileError
 from core.fsutil import atomic_create, atomic_write
 from core.policy import load_policy
 from core.tasks import iso_utc, utc_now
 from core.vault import Vault, open_vault
-from daemons.loop import run_loop, stop_on_signals
+from daemons.loop import daemon_main, daemon_parser, run_loop, stop_on_signals
 from servers.gmail_mcp.auth import AUTH_STEP, GmailAuthError, GmailRequestError, HistoryExpiredError
 from servers.gmail_mcp.gmail import GmailClient
 
@@ -198,17 +198,14 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=ACTOR, description=__doc__)
-    parser.add_argument("--once", action="store_true", help="one pass, then exit")
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds")
+    parser = daemon_parser(ACTOR, __doc__, DEFAULT_INTERVAL)
     parser.add_argument("--query", default=None, help=f"Gmail search (default {DEFAULT_QUERY!r})")
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-        return run(settings, once=args.once, interval=max(args.interval, 1.0), query=args.query)
-    except AIEmployeeError as exc:
-        print(f"{ACTOR}: {exc}", file=sys.stderr)
-        return 1
+
+    def start(settings: Settings, args: argparse.Namespace) -> int:
+        interval = max(args.interval, 1.0)
+        return run(settings, once=args.once, interval=interval, query=args.query)
+
+    return daemon_main(ACTOR, parser, start, argv)
 
 
 if __name__ == "__main__":

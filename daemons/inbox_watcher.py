@@ -34,12 +34,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
-from core.config import Settings, load_settings
-from core.errors import AIEmployeeError
+from core.config import Settings
 from core.file_drops import DEFAULT_QUIET, DEFAULT_SETTLE, shown_name
 from core.file_intake import Intake
 from core.vault import Vault, open_vault
-from daemons.loop import run_loop, stop_on_signals
+from daemons.loop import daemon_main, daemon_parser, run_loop, stop_on_signals
 
 ACTOR = "inbox_watcher"
 DEFAULT_INTERVAL = 30.0
@@ -218,25 +217,19 @@ def run(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=ACTOR, description=__doc__)
-    parser.add_argument("--once", action="store_true", help="one scan, then exit")
-    parser.add_argument(
-        "--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between rescans"
-    )
+    parser = daemon_parser(ACTOR, __doc__, DEFAULT_INTERVAL)
     parser.add_argument(
         "--settle",
         type=float,
         default=DEFAULT_SETTLE,
         help="seconds a file must stay unchanged when its writer was not seen closing it",
     )
-    args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
+
+    def start(settings: Settings, args: argparse.Namespace) -> int:
         interval, settle = max(args.interval, 0.5), max(args.settle, 0.0)
         return run(settings, once=args.once, interval=interval, settle=settle)
-    except AIEmployeeError as exc:
-        print(f"{ACTOR}: {exc}", file=sys.stderr)
-        return 1
+
+    return daemon_main(ACTOR, parser, start, argv)
 
 
 if __name__ == "__main__":

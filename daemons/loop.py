@@ -9,11 +9,14 @@ before the interval is up.
 
 from __future__ import annotations
 
+import argparse
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from core.config import Settings, load_settings
 from core.errors import AIEmployeeError
 from core.heartbeat import beat
 from core.vault import Vault
@@ -88,3 +91,26 @@ def _beat(vault: Vault, name: str, **fields: object) -> None:
         beat(vault.state_dir, name, **fields)  # type: ignore[arg-type]
     except (OSError, AIEmployeeError) as exc:  # health reporting never stops the work
         print(f"{name}: could not record a heartbeat: {exc}", flush=True)
+
+
+def daemon_parser(name: str, doc: str | None, interval: float) -> argparse.ArgumentParser:
+    """``python -m daemons.<name> [--once] [--interval S]``; a daemon may add its own options."""
+    parser = argparse.ArgumentParser(prog=name, description=doc)
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    parser.add_argument("--interval", type=float, default=interval, help="seconds between passes")
+    return parser
+
+
+def daemon_main(
+    name: str,
+    parser: argparse.ArgumentParser,
+    start: Callable[[Settings, argparse.Namespace], int],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse, load the settings, start; a setting or vault problem is one line and exit 1."""
+    args = parser.parse_args(argv)
+    try:
+        return start(load_settings(), args)
+    except AIEmployeeError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1

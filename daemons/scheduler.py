@@ -10,16 +10,14 @@ it is fixed; the loop keeps checking (with ``--once`` it is an error exit).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from core.config import Settings, load_settings
-from core.errors import AIEmployeeError
+from core.config import Settings
 from core.schedule_config import ScheduleError
 from core.schedule_runs import ACTOR, Scheduler
 from core.vault import open_vault
-from daemons.loop import run_loop, stop_on_signals
+from daemons.loop import daemon_main, daemon_parser, run_loop, stop_on_signals
 
 DEFAULT_INTERVAL = 30.0
 
@@ -50,15 +48,13 @@ def run(settings: Settings, *, once: bool, interval: float = DEFAULT_INTERVAL) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=ACTOR, description=__doc__)
-    parser.add_argument("--once", action="store_true", help="one pass, then exit")
-    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds")
-    args = parser.parse_args(argv)
-    try:
-        return run(load_settings(), once=args.once, interval=max(args.interval, 1.0))
-    except AIEmployeeError as exc:
-        print(f"{ACTOR}: {exc}", file=sys.stderr)
-        return 1
+    parser = daemon_parser(ACTOR, __doc__, DEFAULT_INTERVAL)
+    return daemon_main(
+        ACTOR,
+        parser,
+        lambda settings, args: run(settings, once=args.once, interval=max(args.interval, 1.0)),
+        argv,
+    )
 
 
 if __name__ == "__main__":

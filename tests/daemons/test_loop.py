@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from pathlib import Path
 
@@ -62,3 +63,16 @@ def test_an_unexpected_error_is_not_swallowed(vault: Vault) -> None:
 
     with pytest.raises(KeyError):
         run_loop("scheduler", vault, bug, zone="local", once=True, interval=1)
+
+
+@pytest.mark.parametrize(
+    "daemon", ["approval_watcher", "gmail_watcher", "inbox_watcher", "scheduler"]
+)
+def test_each_daemon_s_own_entry_says_what_is_wrong_in_one_line(
+    daemon: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("VAULT_PATH", str(tmp_path / "missing"))
+    main = importlib.import_module(f"daemons.{daemon}").main
+    assert main(["--once"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{daemon}: no vault at") and "init" in err[0]
