@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import requests
 
-from bench.table import Row, print_table
+from bench.table import Row, print_table, quantile, stop
 from core.config import Settings, load_settings
 from core.vault import open_vault
 from core.vault_init import init_vault
@@ -183,16 +182,7 @@ def _delays(work: Path, log_path: Path) -> list[float]:
                 time.sleep(0.002)
             return delays
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+            stop(proc)
 
 
 def run() -> list[Row]:
@@ -207,7 +197,7 @@ def run() -> list[Row]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     period = INTERVAL + idle  # the loop waits INTERVAL after each (idle) pass
-    p50, p95, mean = _quantile(delays, 0.5), _quantile(delays, 0.95), statistics.fmean(delays)
+    p50, p95, mean = quantile(delays, 0.5), quantile(delays, 0.95), statistics.fmean(delays)
     floor = {q: q * period + new_pass for q in (0.5, 0.95)}
     new = f"new mail -> task, {MESSAGES} messages, --interval {INTERVAL:g}"
     print(

@@ -19,7 +19,6 @@ import hashlib
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
-from bench.table import Row, print_table
+from bench.table import Row, print_table, quantile, stop
 from core.audit import AuditLog
 from core.file_drops import DEFAULT_QUIET, task_stem
 from core.file_intake import Intake
@@ -56,10 +55,6 @@ def _drop(folder: Path, name: str, data: bytes) -> float:
     write_all(fd, data)
     os.close(fd)
     return time.perf_counter()
-
-
-def _quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
 
 
 def _event_latency(work: Path) -> list[float]:
@@ -155,12 +150,7 @@ def _delays(work: Path, log_path: Path) -> list[float]:
                 delays.append(time.perf_counter() - closed)
             return delays
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _sha(data: bytes) -> str:
@@ -177,11 +167,11 @@ def run() -> list[Row]:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ms = 1000.0
-    p50, p95 = _quantile(delays, 0.5), _quantile(delays, 0.95)
-    floor = {q: DEFAULT_QUIET + _quantile(events, q) + take for q in (0.5, 0.95)}
+    p50, p95 = quantile(delays, 0.5), quantile(delays, 0.95)
+    floor = {q: DEFAULT_QUIET + quantile(events, q) + take for q in (0.5, 0.95)}
     print(
         f"bench_inbox: delays {min(delays) * ms:.1f}-{max(delays) * ms:.1f} ms; close event "
-        f"p50 {_quantile(events, 0.5) * ms:.2f} ms, p95 {_quantile(events, 0.95) * ms:.2f} ms;"
+        f"p50 {quantile(events, 0.5) * ms:.2f} ms, p95 {quantile(events, 0.95) * ms:.2f} ms;"
         f" one take {take * ms:.2f} ms; quiet time {DEFAULT_QUIET * ms:.0f} ms",
         flush=True,
     )

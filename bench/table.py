@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,3 +49,18 @@ def print_table(title: str, rows: list[Row]) -> None:
             "yes" if r.ok else "NO",
         )
         print("| " + " | ".join(cells) + " |")
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0.5, 0.95, ...) of ``values``, inclusive method."""
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a daemon under measurement as systemd would: SIGTERM, then a kill after 10 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

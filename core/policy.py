@@ -16,7 +16,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,10 +36,10 @@ from core.actions import (
     normalize_address,
 )
 from core.errors import PolicyError, TaskFileError, VaultError
+from core.note_blocks import yaml_block
 from core.paths import confine
 
 HANDBOOK = "Company_Handbook.md"
-_BLOCK = re.compile(r"^```yaml[ \t]+policy[ \t]*\r?\n(.*?)^```[ \t]*\r?$", re.DOTALL | re.MULTILINE)
 _LIST_ITEM = re.compile(r"^\s*[-*+]\s+(?:\[[ xX]\]\s+)?(.+?)\s*$", re.MULTILINE)
 _ADDRESS_IN = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 _MIB = 1024 * 1024
@@ -251,26 +250,15 @@ def fold(text: str) -> str:
 
 def parse_policy(text: str, source: str = HANDBOOK) -> Policy:
     """The policy block of a handbook's text; PolicyError if it is missing or malformed."""
-    blocks = _BLOCK.findall(text)
-    if len(blocks) != 1:
-        found = "no" if not blocks else f"{len(blocks)}"
-        raise PolicyError(
-            f"{source} has {found} ```yaml policy``` block(s); exactly one is needed",
-            "restore the policy block from vault_template/Company_Handbook.md",
-        )
-    try:
-        raw = tasks.safe_load_yaml(blocks[0])
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1} of the block)" if mark else ""
-        why = f": {exc.problem}" if getattr(exc, "problem", None) else ""
-        raise PolicyError(
-            f"the policy block in {source} is not valid YAML{line}{why}", "fix the YAML there"
-        ) from None
-    if not isinstance(raw, dict):
-        raise PolicyError(
-            f"the policy block in {source} is not a mapping", "write key: value lines"
-        )
+    raw = yaml_block(
+        text,
+        "policy",
+        source,
+        PolicyError,
+        restore="restore the policy block from vault_template/Company_Handbook.md",
+        fix_yaml="fix the YAML there",
+        fix_shape="write key: value lines",
+    )
     try:
         return Policy.model_validate(raw)
     except ValidationError as exc:

@@ -8,22 +8,18 @@ then no job runs until it is fixed, because running the defaults could do what t
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core import tasks
 from core.errors import ConfigError, TaskFileError, VaultError
+from core.note_blocks import yaml_block
 from core.paths import confine
 from core.schedule import parse_cron
 
 SCHEDULE_NOTE = "Schedule.md"
-_BLOCK = re.compile(
-    r"^```yaml[ \t]+schedule[ \t]*\r?\n(.*?)^```[ \t]*\r?$", re.DOTALL | re.MULTILINE
-)
 JOB_NAME = r"^[a-z][a-z0-9_]{0,39}$"
 TASK_TYPE = r"^[a-z][a-z0-9_]{0,31}$"
 # Types other code reads a meaning into; a scheduled task must not pass for one of them.
@@ -125,35 +121,20 @@ class Schedule(BaseModel):
 
 def parse_schedule(text: str, source: str = SCHEDULE_NOTE) -> Schedule:
     """The schedule block of a note's text; ScheduleError naming the job and field if bad."""
-    blocks = _BLOCK.findall(text)
-    if len(blocks) != 1:
-        found = "no" if not blocks else str(len(blocks))
-        raise ScheduleError(
-            f"{source} has {found} ```yaml schedule``` block(s); exactly one is needed",
-            "restore the block from vault_template/Schedule.md, or delete the note to use "
-            "the defaults",
-        )
-    raw = _load_yaml(blocks[0], source)
+    raw = yaml_block(
+        text,
+        "schedule",
+        source,
+        ScheduleError,
+        restore="restore the block from vault_template/Schedule.md, or delete the note to use "
+        "the defaults",
+        fix_yaml='fix the YAML there; write cron expressions in quotes, like cron: "*/15 * * * *"',
+        fix_shape=FIX,
+    )
     try:
         return Schedule.model_validate(raw)
     except ValidationError as exc:
         raise ScheduleError(_describe(exc, raw, source), FIX) from None
-
-
-def _load_yaml(block: str, source: str) -> Any:
-    try:
-        raw = tasks.safe_load_yaml(block)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1} of the block)" if mark else ""
-        why = f": {exc.problem}" if getattr(exc, "problem", None) else ""
-        raise ScheduleError(
-            f"the schedule block in {source} is not valid YAML{line}{why}",
-            'fix the YAML there; write cron expressions in quotes, like cron: "*/15 * * * *"',
-        ) from None
-    if not isinstance(raw, dict):
-        raise ScheduleError(f"the schedule block in {source} is not a mapping", FIX)
-    return raw
 
 
 def _describe(exc: ValidationError, raw: Any, source: str) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.gmail import GmailStandIn
 
 PRODUCT_ENV = (
     "VAULT_PATH",
@@ -39,3 +42,10 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SECRETS_DIR", str(secrets))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def gmail() -> Iterator[GmailStandIn]:
+    """The Gmail stand-in on a free loopback port, for this test only."""
+    with GmailStandIn() as stand_in:
+        yield stand_in

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -37,12 +37,6 @@ Paste = Callable[[str], str]  # the redirect address -> what the user pastes
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
-
-
 @pytest.fixture
 def secrets_dir() -> Path:
     return Path(os.environ["SECRETS_DIR"])  # a temp folder, mode 700 (tests/conftest.py)

@@ -6,10 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from core.vault_init import init_vault
 from tests.fakes.gmail import GmailStandIn
@@ -28,12 +25,6 @@ def doctor(**env: str) -> tuple[int, dict[str, dict[str, str]]]:
     )
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, {c["name"]: c for c in json.loads(proc.stdout)}
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 def test_a_fresh_vault_is_ready_except_for_gmail(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,6 @@ COMMAND = [sys.executable, "-m", "cli", "run", "approval_watcher", "--once"]
 SCRIPT = Path(sys.executable).with_name("ai-employee")
 KILLED = -signal.SIGKILL
 IN_PROGRESS = "In_Progress/local"
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 def _approved(settings: Settings) -> Path:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ from tests.fakes.gmail import GmailStandIn
 from tests.servers.test_gmail_client import ACCESS, REFRESH, make_settings, write_token
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ stops the good ones or makes the next pass skip or repeat anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from itertools import takewhile
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,6 @@ FRONTMATTER_LINE = re.compile(r"(?P<key>[a-z_]+):(?: .*)?|- .*")
 ATTACHMENT_LINE = re.compile(r"- (.+) \([\d,]+ bytes, [a-z0-9.+-]+/[a-z0-9.+-]+\)")
 UNSEEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 HEAD = b"From: Ana <ana@example.com>\r\nTo: me@example.com\r\nSubject: s\r\n"
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -22,12 +21,6 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from tests.fakes.gmail import GmailStandIn
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 def client(gmail: GmailStandIn, creds: Credentials | None = None, timeout: float | None = None):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,12 +14,6 @@ from tests.fakes.gmail import GmailStandIn
 
 READ = "https://www.googleapis.com/auth/gmail.readonly"
 REDIRECT = "http://127.0.0.1:8571/"
-
-
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
 
 
 def authorize(gmail: GmailStandIn, **changes: str) -> requests.Response:

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.parser import BytesParser
@@ -65,12 +64,6 @@ KEY = "0123456789abcdef0123456789abcdef"
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-@pytest.fixture
-def gmail() -> Iterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
-
-
 def make_settings(tmp_path: Path, gmail: GmailStandIn, zone: str = "local") -> Settings:
     vault = tmp_path / "vault"
     if not vault.exists():

@@ -46,12 +46,6 @@ HOSTILE = (
 Connect = Callable[..., Any]
 
 
-@pytest.fixture
-def gmail() -> AsyncIterator[GmailStandIn]:
-    with GmailStandIn() as stand_in:
-        yield stand_in
-
-
 def setup(tmp_path: Path, gmail: GmailStandIn, *, zone: str = "local", dry_run: bool = False):
     settings = make_settings(tmp_path, gmail, zone=zone)
     if dry_run:

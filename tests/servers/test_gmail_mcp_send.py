@@ -28,12 +28,6 @@ BOB = "bob@client.example"  # a known contact too, but not part of Ana's message
 
 
 @pytest.fixture
-def gmail() -> Any:
-    with GmailStandIn() as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
 def settings(tmp_path: Path, gmail: GmailStandIn) -> Settings:
     settings = setup(tmp_path, gmail)
     with (settings.vault_path / "Known_Contacts.md").open("a", encoding="utf-8") as f:
